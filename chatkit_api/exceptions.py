@@ -1,0 +1,89 @@
+"""The project's own errors and the one handler that turns every API error into JSON."""
+
+import logging
+from typing import Any
+
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An expected failure with a message that is safe to show to the caller."""
+
+    status_code = 500
+    message = "Internal error."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.message
+        self.extra = extra
+        super().__init__(self.message)
+
+
+class NotConfigured(ServiceError):
+    status_code = 503
+
+    def __init__(self, missing: list[str]) -> None:
+        names = ", ".join(missing)
+        verb = "is" if len(missing) == 1 else "are"
+        super().__init__(f"The service is not configured: {names} {verb} not set.", missing=missing)
+
+
+class ThreadNotFound(ServiceError):
+    status_code = 404
+    message = "Thread not found."
+
+
+class UpstreamError(ServiceError):
+    """OpenAI could not be reached or answered with an error."""
+
+    status_code = 502
+
+
+class EmailSendFailed(ServiceError):
+    """SES refused or could not be reached; the transcript is recorded and can be resent."""
+
+    status_code = 502
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    return Response({"error": message, **extra}, status=status)
+
+
+def _field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Flatten DRF's nested error detail into {"field": ["message", ...]}."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            field = "body" if key == "non_field_errors" else key
+            name = field if not prefix else f"{prefix}.{field}"
+            flat.update(_field_errors(value, name))
+        return flat
+    if isinstance(detail, list) and detail and not isinstance(detail[0], (dict, list)):
+        return {prefix or "body": [str(message) for message in detail]}
+    if isinstance(detail, list):
+        flat = {}
+        for index, value in enumerate(detail):
+            flat.update(_field_errors(value, f"{prefix}[{index}]"))
+        return flat
+    return {prefix or "body": [str(detail)]}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ServiceError):
+        if exc.status_code >= 500:
+            logger.warning("%s: %s", type(exc).__name__, exc.message)
+        return error_response(exc.status_code, exc.message, **exc.extra)
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        fields = _field_errors(exc.detail)
+        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+        return error_response(400, f"Invalid request. {summary}", fields=fields)
+
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        response.data = {"error": str(detail) or "Request failed."}
+    return response

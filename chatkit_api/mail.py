@@ -1,0 +1,43 @@
+"""Sending mail through Django's email API; in production the backend is django-ses."""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    subject: str
+    text: str
+    html: str
+    to: list[str]
+    reply_to: str
+
+
+class MailError(Exception):
+    """The backend refused the message or could not be reached."""
+
+
+def email_send(email: OutgoingEmail) -> str:
+    """Send one message and return the provider's message id ("" for local backends)."""
+    message = EmailMultiAlternatives(
+        subject=email.subject,
+        body=email.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=email.to,
+        reply_to=[email.reply_to] if email.reply_to else None,
+    )
+    message.attach_alternative(email.html, "text/html")
+    try:
+        message.send()
+    # Backends raise anything from botocore errors to socket errors; each one means the
+    # message did not go out, and the caller records it for a resend.
+    except Exception as exc:
+        logger.exception("Sending the transcript email to %d recipient(s) failed", len(email.to))
+        raise MailError(f"{type(exc).__name__}: {exc}") from exc
+    # django-ses leaves SES's MessageId here once the message is accepted.
+    return str(message.extra_headers.get("message_id", ""))

@@ -1,0 +1,235 @@
+"""Business actions: create a ChatKit session, send a transcript, resend one.
+
+Each service owns the order of its side effects. A transcript is recorded before anything
+is mailed, and every failure after that point leaves the row `failed` with its error, so
+nothing a visitor typed is lost when OpenAI or SES is down.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+
+from chatkit_api import openai_gateway
+from chatkit_api.exceptions import (
+    EmailSendFailed,
+    NotConfigured,
+    ServiceError,
+    ThreadNotFound,
+)
+from chatkit_api.mail import MailError, OutgoingEmail, email_send
+from chatkit_api.models import EmailAudience, Transcript, TranscriptEmail, TranscriptStatus
+from chatkit_api.rendering import Lead, transcript_render
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling the transcript endpoint: a visitor's browser or a trusted server."""
+
+    visitor_id: str | None = None
+
+    # DRF's IsAuthenticated reads this: a Caller only exists once authentication passed.
+    is_authenticated = True
+
+    @property
+    def kind(self) -> str:
+        return "server" if self.visitor_id is None else "visitor"
+
+
+def _require_settings(*names: str) -> None:
+    missing = [name for name in names if not getattr(settings, name)]
+    if missing:
+        raise NotConfigured(missing)
+
+
+def chatkit_session_create(*, visitor_id: str, locale: str, page_url: str) -> openai_gateway.ChatKitSession:
+    _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+    return openai_gateway.session_create(
+        user=visitor_id,
+        workflow_id=settings.CHATKIT_WORKFLOW_ID,
+        workflow_version=settings.CHATKIT_WORKFLOW_VERSION,
+        state_variables={"locale": locale or "en", "page_url": page_url or ""},
+    )
+
+
+def _lead_of(transcript: Transcript) -> Lead:
+    return Lead(
+        name=transcript.name,
+        email=transcript.email,
+        phone=transcript.phone,
+        vehicle=transcript.vehicle,
+        details=transcript.details,
+        mode=transcript.mode,
+        page_url=transcript.page_url,
+    )
+
+
+def _wants_visitor_copy(lead: Lead) -> bool:
+    return settings.ALLOW_USER_RECAP and lead.mode == "recap" and bool(lead.email)
+
+
+def _recipients(*, visitor_email: str, visitor_copy: bool) -> list[str]:
+    staff = list(settings.SES_TO_EMAIL)
+    return [*staff, visitor_email] if visitor_copy else staff
+
+
+def _transcript_fetch_and_render(transcript: Transcript) -> None:
+    """Fetch the whole thread from OpenAI and store the rendered mail on the row."""
+    items = openai_gateway.thread_items(transcript.thread_id)
+    rendered = transcript_render(lead=_lead_of(transcript), items=items)
+    transcript.subject = rendered.subject
+    transcript.body_text = rendered.text
+    transcript.body_html = rendered.html
+    transcript.item_count = rendered.item_count
+    transcript.save(update_fields=["subject", "body_text", "body_html", "item_count", "updated_at"])
+
+
+def _transcript_record_failure(transcript: Transcript, error: str) -> None:
+    # A transcript that reached staff once stays `sent`: a failed extra attempt must not
+    # put it back in the queue that `resend_transcript --failed` works through.
+    if transcript.status != TranscriptStatus.SENT:
+        transcript.status = TranscriptStatus.FAILED
+    transcript.error = error
+    transcript.attempts += 1
+    transcript.save(update_fields=["status", "error", "attempts", "updated_at"])
+
+
+def _outgoing(transcript: Transcript, audience: str, override_to: list[str]) -> OutgoingEmail:
+    if audience == EmailAudience.STAFF:
+        to, reply_to = list(settings.SES_TO_EMAIL), transcript.email or settings.SES_REPLY_TO
+    elif audience == EmailAudience.VISITOR:
+        # The visitor's copy must not answer back to the visitor themselves.
+        to, reply_to = [transcript.email], settings.SES_REPLY_TO
+    else:
+        to, reply_to = override_to, transcript.email or settings.SES_REPLY_TO
+    return OutgoingEmail(
+        subject=transcript.subject,
+        text=transcript.body_text,
+        html=transcript.body_html,
+        to=to,
+        reply_to=reply_to,
+    )
+
+
+def _email_deliver(
+    transcript: Transcript, audience: str, override_to: list[str] | None = None
+) -> TranscriptEmail:
+    outgoing = _outgoing(transcript, audience, override_to or [])
+    email = TranscriptEmail.objects.create(
+        transcript=transcript, audience=audience, to=outgoing.to, reply_to=outgoing.reply_to
+    )
+    try:
+        email.ses_message_id = email_send(outgoing)
+    except MailError as exc:
+        email.status, email.error = TranscriptStatus.FAILED, str(exc)
+    else:
+        email.status, email.sent_at = TranscriptStatus.SENT, timezone.now()
+    email.save(update_fields=["ses_message_id", "status", "error", "sent_at"])
+    return email
+
+
+def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
+    """Mail the stored transcript to each audience; True when every message went out."""
+    emails = [_email_deliver(transcript, audience) for audience in audiences]
+    errors = [
+        f"{email.get_audience_display()}: {email.error}"
+        for email in emails
+        if email.status == TranscriptStatus.FAILED
+    ]
+    if errors:
+        _transcript_record_failure(transcript, "\n".join(errors))
+        return False
+    transcript.status, transcript.error = TranscriptStatus.SENT, ""
+    transcript.attempts += 1
+    transcript.sent_at = timezone.now()
+    transcript.save(update_fields=["status", "error", "attempts", "sent_at", "updated_at"])
+    return True
+
+
+def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript:
+    """Record the transcript of a thread with the lead details, then mail it.
+
+    A visitor may only mail a thread they own; someone else's thread is reported as not
+    found so that its existence is not revealed. Nothing is recorded or fetched beyond the
+    owner lookup until that check passes.
+    """
+    _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
+    owner = openai_gateway.thread_owner(thread_id)
+    if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
+        raise ThreadNotFound()
+
+    visitor_copy = _wants_visitor_copy(lead)
+    transcript = Transcript.objects.create(
+        thread_id=thread_id,
+        visitor_id=owner,
+        requested_by=caller.kind,
+        name=lead.name,
+        email=lead.email,
+        phone=lead.phone,
+        vehicle=lead.vehicle,
+        details=lead.details,
+        mode=lead.mode,
+        page_url=lead.page_url,
+        visitor_copy=visitor_copy,
+        recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
+    )
+    try:
+        _transcript_fetch_and_render(transcript)
+    except ServiceError as exc:
+        _transcript_record_failure(transcript, exc.message)
+        raise
+
+    audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
+    if not _transcript_deliver(transcript, audiences):
+        raise EmailSendFailed(
+            "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
+            id=transcript.id,
+        )
+    return transcript
+
+
+def _audiences_to_resend(transcript: Transcript) -> list[str]:
+    """The audiences whose last message did not go out; staff again if all did."""
+    latest: dict[str, str] = {}
+    for email in transcript.emails.exclude(audience=EmailAudience.OVERRIDE):
+        latest[email.audience] = email.status
+    unsent = [audience for audience, status in latest.items() if status != TranscriptStatus.SENT]
+    if unsent:
+        return unsent
+    if latest:
+        return [EmailAudience.STAFF]
+    return [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if transcript.visitor_copy else [])
+
+
+def transcript_resend(
+    *, transcript: Transcript, refetch: bool = False, to: list[str] | None = None
+) -> Transcript:
+    """Mail a recorded transcript again; every attempt is kept beside the earlier ones.
+
+    `refetch` reads the thread from OpenAI again instead of using the stored text (which is
+    also what happens when the first fetch never succeeded). `to` sends only to those
+    addresses, e.g. to check what a mail looks like.
+    """
+    _require_settings("SES_TO_EMAIL")
+    if refetch or not transcript.body_text:
+        _require_settings("OPENAI_API_KEY")
+        try:
+            _transcript_fetch_and_render(transcript)
+        except ServiceError as exc:
+            _transcript_record_failure(transcript, exc.message)
+            raise
+
+    if to:
+        # A check mail to a chosen address is recorded but is not a delivery to staff.
+        sent = _email_deliver(transcript, EmailAudience.OVERRIDE, override_to=to).status
+        delivered = sent == TranscriptStatus.SENT
+    else:
+        transcript.recipients = _recipients(
+            visitor_email=transcript.email, visitor_copy=transcript.visitor_copy
+        )
+        transcript.save(update_fields=["recipients", "updated_at"])
+        delivered = _transcript_deliver(transcript, _audiences_to_resend(transcript))
+    if not delivered:
+        raise EmailSendFailed("The email could not be sent again.", id=transcript.id)
+    return transcript

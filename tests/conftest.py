@@ -1,0 +1,122 @@
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+from rest_framework.test import APIClient
+
+from chatkit_api import openai_gateway
+from tests.fake_chatkit import API_KEY, FakeChatKit
+
+SES_REGION = "eu-west-1"
+SENDER = "Chat Bot <chat@shop.example>"
+STAFF = "leads@shop.example"
+TOKEN = "transcript-token-for-tests-0123456789"
+
+
+@pytest.fixture(scope="session")
+def chatkit_server() -> Iterator[FakeChatKit]:
+    server = FakeChatKit()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_chatkit(chatkit_server: FakeChatKit, settings) -> Iterator[FakeChatKit]:
+    """The fake ChatKit API, empty, with the service configured to reach it."""
+    chatkit_server.reset()
+    settings.OPENAI_API_KEY = API_KEY
+    settings.OPENAI_BASE_URL = chatkit_server.base_url
+    settings.OPENAI_MAX_RETRIES = 0
+    settings.OPENAI_TIMEOUT_SECONDS = 5
+    settings.CHATKIT_WORKFLOW_ID = "wf_test_workflow"
+    settings.CHATKIT_WORKFLOW_VERSION = ""
+    settings.SES_TO_EMAIL = [STAFF]
+    settings.SES_REPLY_TO = "hello@shop.example"
+    settings.DEFAULT_FROM_EMAIL = SENDER
+    settings.TRANSCRIPT_API_TOKEN = TOKEN
+    settings.ALLOW_USER_RECAP = False
+    yield chatkit_server
+    openai_gateway._build_client.cache_clear()
+
+
+@dataclass
+class SentMail:
+    source: str
+    destinations: list[str]
+    message: EmailMessage
+    message_id: str
+
+    def _part(self, subtype: str) -> str:
+        part = self.message.get_body(preferencelist=(subtype,))
+        assert part is not None, f"no text/{subtype} part"
+        # MIME on the wire uses CRLF line ends; compare with what the service rendered.
+        return part.get_content().replace("\r\n", "\n")
+
+    @property
+    def text(self) -> str:
+        return self._part("plain")
+
+    @property
+    def html(self) -> str:
+        return self._part("html")
+
+
+class MotoSes:
+    """SES as moto runs it; `sent()` is what moto received, parsed from the raw MIME.
+
+    moto adds the addresses of the To/Cc/Bcc headers to the envelope's destinations, so
+    `destinations` is everyone the message would reach, whichever way they were named.
+    """
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.client = boto3.client("ses", region_name=region)
+
+    def sent(self) -> list[SentMail]:
+        backend = ses_backends[DEFAULT_ACCOUNT_ID][self.region]
+        return [
+            SentMail(
+                source=raw.source,
+                destinations=list(dict.fromkeys(raw.destinations)),
+                # Parsed as the bytes a mail client receives: a str with 8-bit UTF-8 parts
+                # would be misread by the email package.
+                message=email.message_from_bytes(  # type: ignore[arg-type]
+                    raw.raw_data.encode("utf-8"), policy=email.policy.default
+                ),
+                message_id=raw.id,
+            )
+            for raw in backend.sent_messages
+        ]
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", SES_REGION)
+
+
+@pytest.fixture
+def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
+    """Mail goes through django-ses into moto, with the sender verified."""
+    with mock_aws():
+        settings.EMAIL_BACKEND = "django_ses.SESBackend"
+        settings.AWS_SES_REGION_NAME = SES_REGION
+        moto_ses = MotoSes(SES_REGION)
+        moto_ses.client.verify_email_identity(EmailAddress="chat@shop.example")
+        yield moto_ses
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()

@@ -1,0 +1,293 @@
+"""A small stand-in for OpenAI's ChatKit API, served on loopback for the real `openai` SDK.
+
+Shapes follow OpenAI's published OpenAPI spec (`ChatSessionResource`, `ThreadResource`,
+`ThreadItemListResource`): pagination by `after`/`has_more` with `limit` at most 100 and
+`order` defaulting to `desc`, errors as `{"error": {...}}`.
+"""
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+API_KEY = "sk-test-fake-chatkit-key"
+BASE_TIME = 1_764_000_000
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeThread:
+    id: str
+    user: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    created_at: int = BASE_TIME
+
+
+class FakeChatKit:
+    def __init__(self) -> None:
+        self.threads: dict[str, FakeThread] = {}
+        self.requests: list[RecordedRequest] = []
+        # (method, path prefix) -> (status, body): every matching request answers this.
+        self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- test API -------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.threads.clear()
+            self.requests.clear()
+            self.failures.clear()
+
+    def fail(self, method: str, path_prefix: str, status: int, body: Any = None) -> None:
+        self.failures[(method, path_prefix)] = (
+            status,
+            body if body is not None else {"error": {"message": "upstream broke", "type": "server_error"}},
+        )
+
+    def add_thread(
+        self, *, user: str, items: list[dict[str, Any]], thread_id: str | None = None
+    ) -> FakeThread:
+        thread = FakeThread(id=thread_id or f"cthr_{next(self._ids):06d}", user=user)
+        for position, item in enumerate(items):
+            item.setdefault("id", f"cthi_{thread.id}_{position:06d}")
+            item.setdefault("object", "chatkit.thread_item")
+            item.setdefault("thread_id", thread.id)
+            item.setdefault("created_at", BASE_TIME + position)
+        thread.items = items
+        self.threads[thread.id] = thread
+        return thread
+
+    def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+    # --- serving --------------------------------------------------------------
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; without this, Nagle's algorithm
+            # and delayed ACKs add ~40 ms to every response on loopback.
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._dispatch(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._dispatch(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        request = RecordedRequest(
+            method=method,
+            path=url.path,
+            query={key: values[-1] for key, values in parse_qs(url.query).items()},
+            headers={key.lower(): value for key, value in handler.headers.items()},
+            body=body,
+        )
+        with self._lock:
+            self.requests.append(request)
+        status, payload = self._answer(request)
+        encoded = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(encoded)))
+        handler.send_header("x-request-id", f"req_fake_{len(self.requests)}")
+        handler.end_headers()
+        handler.wfile.write(encoded)
+
+    def _answer(self, request: RecordedRequest) -> tuple[int, Any]:
+        for (method, prefix), failure in self.failures.items():
+            if request.method == method and request.path.startswith(prefix):
+                return failure
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return 401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        if request.headers.get("openai-beta") != "chatkit_beta=v1":
+            return 400, _error("ChatKit endpoints need the chatkit_beta header.", "invalid_request_error")
+
+        parts = request.path.removeprefix("/v1/").split("/")
+        if request.method == "POST" and parts == ["chatkit", "sessions"]:
+            return self._create_session(request.body or {})
+        if request.method == "GET" and len(parts) == 3 and parts[:2] == ["chatkit", "threads"]:
+            thread = self.threads.get(parts[2])
+            return (200, self._thread_resource(thread)) if thread else _not_found(parts[2])
+        if (
+            request.method == "GET"
+            and len(parts) == 4
+            and parts[:2] == ["chatkit", "threads"]
+            and parts[3] == "items"
+        ):
+            thread = self.threads.get(parts[2])
+            return self._list_items(thread, request.query) if thread else _not_found(parts[2])
+        return 404, _error(f"Unknown path {request.path}", "invalid_request_error")
+
+    def _create_session(self, body: dict[str, Any]) -> tuple[int, Any]:
+        workflow = body.get("workflow") or {}
+        if not body.get("user") or not workflow.get("id"):
+            return 400, _error("user and workflow.id are required.", "invalid_request_error")
+        now = int(time.time())
+        expires_after = (body.get("expires_after") or {}).get("seconds", 600)
+        per_minute = (body.get("rate_limits") or {}).get("max_requests_per_1_minute", 10)
+        number = next(self._ids)
+        return 200, {
+            "id": f"cksess_{number:06d}",
+            "object": "chatkit.session",
+            "client_secret": f"ek_test_secret_{number:06d}",
+            "expires_at": now + expires_after,
+            "workflow": {
+                "id": workflow["id"],
+                "version": workflow.get("version"),
+                "state_variables": workflow.get("state_variables") or {},
+                "tracing": {"enabled": True},
+            },
+            "user": body["user"],
+            "rate_limits": {"max_requests_per_1_minute": per_minute},
+            "max_requests_per_1_minute": per_minute,
+            "status": "active",
+            "chatkit_configuration": {
+                "automatic_thread_titling": {"enabled": True},
+                "file_upload": {"enabled": False, "max_file_size": 512, "max_files": 10},
+                "history": {"enabled": True, "recent_threads": None},
+            },
+        }
+
+    @staticmethod
+    def _thread_resource(thread: FakeThread) -> dict[str, Any]:
+        return {
+            "id": thread.id,
+            "object": "chatkit.thread",
+            "created_at": thread.created_at,
+            "title": None,
+            "status": {"type": "active"},
+            "user": thread.user,
+        }
+
+    @staticmethod
+    def _list_items(thread: FakeThread, query: dict[str, str]) -> tuple[int, Any]:
+        limit = int(query.get("limit", 20))
+        if not 0 <= limit <= 100:
+            return 400, _error("limit must be between 0 and 100.", "invalid_request_error")
+        items = thread.items if query.get("order", "desc") == "asc" else list(reversed(thread.items))
+        if "after" in query:
+            position = next((index for index, item in enumerate(items) if item["id"] == query["after"]), None)
+            if position is None:
+                return 400, _error("Unknown cursor.", "invalid_request_error")
+            items = items[position + 1 :]
+        page = items[:limit]
+        return 200, {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+
+
+def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _not_found(thread_id: str) -> tuple[int, Any]:
+    return 404, _error(f"Thread with id '{thread_id}' not found.", "invalid_request_error")
+
+
+# --- item builders, shaped like the spec's ThreadItem variants ---------------------
+
+
+def user_message(
+    text: str, *, quoted: str | None = None, attachments: list[str] | None = None
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "input_text", "text": text}]
+    if quoted:
+        content.insert(0, {"type": "quoted_text", "text": quoted})
+    return {
+        "type": "chatkit.user_message",
+        "content": content,
+        "attachments": [
+            {
+                "type": "file",
+                "id": f"cfile_{index}",
+                "name": name,
+                "mime_type": "application/pdf",
+                "preview_url": None,
+            }
+            for index, name in enumerate(attachments or [])
+        ],
+        "inference_options": None,
+    }
+
+
+def assistant_message(text: str, *, urls: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "chatkit.assistant_message",
+        "content": [
+            {
+                "type": "output_text",
+                "text": text,
+                "annotations": [{"type": "url", "source": {"type": "url", "url": url}} for url in urls or []],
+            }
+        ],
+    }
+
+
+def widget(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "chatkit.widget", "widget": json.dumps(payload)}
+
+
+def client_tool_call(name: str, arguments: dict[str, Any], output: Any = None) -> dict[str, Any]:
+    return {
+        "type": "chatkit.client_tool_call",
+        "status": "completed" if output is not None else "in_progress",
+        "call_id": f"call_{name}",
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "output": json.dumps(output) if output is not None else None,
+    }
+
+
+def task(heading: str, summary: str | None = None, task_type: str = "custom") -> dict[str, Any]:
+    return {"type": "chatkit.task", "task_type": task_type, "heading": heading, "summary": summary}
+
+
+def task_group(*tasks: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "type": "chatkit.task_group",
+        "tasks": [{"type": "thought", "heading": heading, "summary": summary} for heading, summary in tasks],
+    }

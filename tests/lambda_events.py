@@ -1,0 +1,124 @@
+"""Builders for the events Lambda receives, shaped like the samples AWS publishes
+(aws-lambda-go `events/testdata/`, Powertools for AWS Lambda `tests/events/`)."""
+
+import base64
+import json
+from typing import Any
+
+
+def _body(body: Any, *, base64_encoded: bool) -> tuple[str | None, bool]:
+    if body is None:
+        return None, False
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    raw_bytes = raw.encode() if isinstance(raw, str) else raw
+    if base64_encoded:
+        return base64.b64encode(raw_bytes).decode(), True
+    return raw_bytes.decode(), False
+
+
+def http_api_v2_event(
+    *,
+    method: str = "POST",
+    path: str = "/api/chatkit/session",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    cookies: list[str] | None = None,
+    source_ip: str = "203.0.113.7",
+    base64_encoded: bool = False,
+    stage: str = "$default",
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) or Function URL event."""
+    encoded_body, is_base64 = _body(body, base64_encoded=base64_encoded)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "accept": "*/*",
+            "content-type": "application/json",
+            "host": "abcdefghij.execute-api.eu-west-1.amazonaws.com",
+            "user-agent": "Mozilla/5.0",
+            "x-amzn-trace-id": "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c",
+            "x-forwarded-for": source_ip,
+            "x-forwarded-port": "443",
+            "x-forwarded-proto": "https",
+            **(headers or {}),
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdefghij",
+            "domainName": "abcdefghij.execute-api.eu-west-1.amazonaws.com",
+            "domainPrefix": "abcdefghij",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": "Mozilla/5.0",
+            },
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": "$default",
+            "stage": stage,
+            "time": "25/Nov/2026:16:49:35 +0000",
+            "timeEpoch": 1795625375000,
+        },
+        "isBase64Encoded": is_base64,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if encoded_body is not None:
+        event["body"] = encoded_body
+    return event
+
+
+def rest_api_v1_event(
+    *,
+    method: str = "POST",
+    path: str = "/api/chatkit/session",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    source_ip: str = "203.0.113.7",
+    stage: str = "prod",
+    multi_value_headers: bool = True,
+) -> dict[str, Any]:
+    """A REST API (payload 1.0) proxy event."""
+    encoded_body, is_base64 = _body(body, base64_encoded=False)
+    all_headers = {
+        "Accept": "*/*",
+        "Content-Type": "application/json",
+        "Host": "abcdefghij.execute-api.eu-west-1.amazonaws.com",
+        "User-Agent": "Mozilla/5.0",
+        "X-Forwarded-For": source_ip,
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+        **(headers or {}),
+    }
+    event: dict[str, Any] = {
+        "version": "1.0",
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "queryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdefghij",
+            "domainName": "abcdefghij.execute-api.eu-west-1.amazonaws.com",
+            "httpMethod": method,
+            "identity": {"sourceIp": source_ip, "userAgent": "Mozilla/5.0"},
+            "path": f"/{stage}{path}",
+            "protocol": "HTTP/1.1",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "resourcePath": "/{proxy+}",
+            "stage": stage,
+        },
+        "body": encoded_body,
+        "isBase64Encoded": is_base64,
+    }
+    if multi_value_headers:
+        event["multiValueHeaders"] = {key: [value] for key, value in all_headers.items()}
+        event["multiValueQueryStringParameters"] = None
+    return event

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from chatkit_site.lambda_handler import handler
+from tests.lambda_events import http_api_v2_event, rest_api_v1_event
+
+pytestmark = pytest.mark.django_db
+
+
+def test_http_api_event_creates_a_session_and_sets_the_cookie(fake_chatkit, settings):
+    response = handler(http_api_v2_event(body={"locale": "es"}), None)
+
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["client_secret"].startswith("ek_test_secret_")
+    [cookie] = response["cookies"]
+    assert cookie.startswith(f"{settings.VISITOR_COOKIE_NAME}=")
+    assert "HttpOnly" in cookie
+    [request] = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")
+    assert request.body["workflow"]["state_variables"]["locale"] == "es"
+
+
+def test_rest_api_event_reaches_the_transcript_endpoint(fake_chatkit):
+    response = handler(rest_api_v1_event(path="/api/chatkit/transcript", body={"threadId": "cthr_1"}), None)
+
+    assert response["statusCode"] == 401
+    assert json.loads(response["body"])["error"]
+
+
+def test_unknown_path_is_a_json_404(fake_chatkit):
+    response = handler(http_api_v2_event(path="/nope"), None)
+
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"]) == {"error": "Not found."}
+
+
+def test_non_http_event_gets_a_clear_error():
+    assert handler({"detail-type": "Something"}, None)["ok"] is False
