@@ -36,3 +36,34 @@ def test_unknown_path_is_a_json_404(fake_chatkit):
 
 def test_non_http_event_gets_a_clear_error():
     assert handler({"detail-type": "Something"}, None)["ok"] is False
+
+
+def _environ_seen_by_django(event):
+    """Run the event through apig-wsgi and return the WSGI environ Django received."""
+    from apig_wsgi import make_lambda_handler
+
+    from chatkit_site.lambda_handler import with_platform_client_ip
+
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("204 No Content", [])
+        return [b""]
+
+    make_lambda_handler(with_platform_client_ip(app), binary_support=True)(event, None)
+    return seen
+
+
+def test_rest_api_client_ip_is_the_one_api_gateway_saw_not_x_forwarded_for():
+    event = rest_api_v1_event(
+        source_ip="198.51.100.20", headers={"X-Forwarded-For": "10.9.9.9, 198.51.100.20"}
+    )
+
+    assert _environ_seen_by_django(event)["REMOTE_ADDR"] == "198.51.100.20"
+
+
+def test_http_api_client_ip_ignores_a_forged_x_forwarded_for():
+    event = http_api_v2_event(source_ip="198.51.100.21", headers={"x-forwarded-for": "10.9.9.9"})
+
+    assert _environ_seen_by_django(event)["REMOTE_ADDR"] == "198.51.100.21"
