@@ -1,7 +1,17 @@
-"""AWS Lambda entry point: HTTP events go to Django through apig-wsgi."""
+"""AWS Lambda entry point: `chatkit_site.lambda_handler.handler`.
 
+HTTP events of every kind (API Gateway REST and HTTP APIs, Function URLs, ALB) go to Django
+through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs a
+management command. Anything else is logged and answered with a clear error.
+"""
+
+import itertools
+import json
 import logging
-from collections.abc import Callable, Iterable
+import shlex
+import time
+from collections.abc import Callable, Iterable, Iterator
+from io import StringIO
 from typing import Any
 
 from apig_wsgi import make_lambda_handler
@@ -10,6 +20,9 @@ from apig_wsgi import make_lambda_handler
 from chatkit_site.wsgi import application
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("chatkit_site.requests")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def platform_client_ip(environ: dict[str, Any]) -> str | None:
@@ -31,37 +44,136 @@ def platform_client_ip(environ: dict[str, Any]) -> str | None:
     return None
 
 
-def with_platform_client_ip(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        client_ip = platform_client_ip(environ)
-        if client_ip:
-            environ["REMOTE_ADDR"] = client_ip
-        return app(environ, start_response)
+def _apply_path_prefix(environ: dict[str, Any]) -> None:
+    """Move a stage or base-path prefix from the path into SCRIPT_NAME.
+
+    Django then routes `/api/...` whatever the prefix, and the URLs it writes (admin
+    redirects, the visitor cookie's path) keep the prefix the browser used.
+    """
+    context = environ.get("apig_wsgi.request_context") or {}
+    path = environ["PATH_INFO"]
+    if "http" in context:
+        stage = context.get("stage")
+        if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+            environ["SCRIPT_NAME"] = f"/{stage}"
+            environ["PATH_INFO"] = path[len(stage) + 1 :] or "/"
+        return
+    # REST APIs give the path without the stage, and the full one in the request context.
+    full_path = context.get("path") or ""
+    if len(full_path) > len(path) and full_path.endswith(path):
+        environ["SCRIPT_NAME"] = full_path[: -len(path)].rstrip("/")
+
+
+def _set_cookie_spellings() -> Iterator[str]:
+    """`Set-Cookie`, `set-Cookie`, `sEt-Cookie`, ...: distinct keys, the same header."""
+    letters = "set-cookie"
+    for flags in itertools.product((False, True), repeat=len(letters)):
+        yield "".join(c.upper() if upper else c for c, upper in zip(letters, flags, strict=True))
+
+
+def _with_clean_set_cookie_headers(
+    start_response: Callable[..., Any], *, distinct_names: bool
+) -> Callable[..., Any]:
+    """Django writes each Set-Cookie value with the space that follows "Set-Cookie:" on the
+    wire; API Gateway passes it through, so it is removed here.
+
+    `distinct_names`: an ALB target group without multi-value headers takes one value per
+    header name; names are case-insensitive, so each cookie gets its own spelling.
+    """
+
+    def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        spellings = _set_cookie_spellings()
+        cleaned = []
+        for name, value in headers:
+            if name.lower() == "set-cookie":
+                name, value = (next(spellings) if distinct_names else name), value.strip()
+            cleaned.append((name, value))
+        return start_response(status, cleaned, exc_info)
 
     return wrapped
 
 
-_http_handler = make_lambda_handler(with_platform_client_ip(application), binary_support=True)
+def with_platform_environ(app: WSGIApp) -> WSGIApp:
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        client_ip = platform_client_ip(environ)
+        if client_ip:
+            environ["REMOTE_ADDR"] = client_ip
+        _apply_path_prefix(environ)
+        context = environ.get("apig_wsgi.request_context") or {}
+        single_value_alb = "elb" in context and not environ.get("apig_wsgi.multi_value_headers")
+        return app(environ, _with_clean_set_cookie_headers(start_response, distinct_names=single_value_alb))
+
+    return wrapped
 
 
-def _is_http_event(event: Any) -> bool:
-    if not isinstance(event, dict):
-        return False
-    return "httpMethod" in event or "routeKey" in event or "http" in event.get("requestContext", {})
+def make_http_handler(app: WSGIApp) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    # Binary support: static files and compressed responses go back base64-encoded.
+    return make_lambda_handler(with_platform_environ(app), binary_support=True)
+
+
+_http_handler = make_http_handler(application)
+
+
+def _is_http_event(event: dict[str, Any]) -> bool:
+    return "httpMethod" in event or "http" in (event.get("requestContext") or {})
+
+
+def _handle_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    is_rest_api = event.get("version", "1.0") == "1.0" and "elb" not in (event.get("requestContext") or {})
+    if is_rest_api and not event.get("multiValueHeaders"):
+        # REST APIs accept multi-value responses whatever the request looked like; asking
+        # for one keeps every Set-Cookie header instead of only the last.
+        event = {**event, "multiValueHeaders": {k: [v] for k, v in (event.get("headers") or {}).items()}}
+    response = _http_handler(event, context)
+    request_logger.info(
+        json.dumps(
+            {
+                "request_id": getattr(context, "aws_request_id", None),
+                "method": event.get("httpMethod") or event["requestContext"]["http"]["method"],
+                "path": event.get("rawPath") or event.get("path"),
+                "status": response["statusCode"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+    )
+    return response
+
+
+def _handle_manage(command: str | list[str]) -> dict[str, Any]:
+    """Run a management command, e.g. `{"manage": "migrate --noinput"}`."""
+    from django.core.management import call_command
+
+    args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
+    if not args:
+        return {"exit_code": 2, "output": "", "errors": "No command given."}
+    stdout, stderr = StringIO(), StringIO()
+    try:
+        call_command(*args, stdout=stdout, stderr=stderr)
+        exit_code = 0
+    except SystemExit as exc:
+        exit_code = exc.code if isinstance(exc.code, int) else 1
+    # A command's failure (unknown command, bad arguments, its own errors) is reported
+    # to the invoker with its output rather than raised as a Lambda error.
+    except Exception as exc:
+        exit_code = getattr(exc, "returncode", 1)
+        stderr.write(f"{type(exc).__name__}: {exc}\n")
+    logger.info("manage %s exited %s", args[0], exit_code)
+    return {"exit_code": exit_code, "output": stdout.getvalue(), "errors": stderr.getvalue()}
 
 
 def handler(event: Any, context: Any) -> Any:
-    if _is_http_event(event):
-        response = _http_handler(event, context)
-        if "cookies" in response:
-            # Django writes each Set-Cookie value with a leading space (after "Set-Cookie:").
-            response["cookies"] = [cookie.strip() for cookie in response["cookies"]]
-        return response
-    logger.error(
-        "Unsupported Lambda event with keys %s",
-        sorted(event) if isinstance(event, dict) else type(event).__name__,
-    )
+    if isinstance(event, dict):
+        if _is_http_event(event):
+            return _handle_http(event, context)
+        if "manage" in event:
+            return _handle_manage(event["manage"])
+    described = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
+    logger.error("Unsupported Lambda event: %s", described)
     return {
         "ok": False,
-        "error": "Unsupported event: expected an API Gateway, Function URL or ALB HTTP event.",
+        "error": (
+            "Unsupported event. Expected an HTTP event (API Gateway, Function URL, ALB) "
+            'or {"manage": "<command>"}.'
+        ),
     }

@@ -75,6 +75,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from the deployment itself (Lambda has no web server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,9 +103,22 @@ TEMPLATES = [
     },
 ]
 
+# Set by the Lambda runtime in every function's environment.
+RUNNING_ON_LAMBDA = bool(env_str("AWS_LAMBDA_FUNCTION_NAME"))
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL and RUNNING_ON_LAMBDA:
+    # Lambda's only writable disk is /tmp, private to one instance and wiped when the
+    # instance goes: a transcript log there is lost and never shared.
+    if not env_bool("ALLOW_SQLITE_ON_LAMBDA", False):
+        raise ImproperlyConfigured(
+            "DATABASE_URL is not set. On Lambda the transcript log must live in PostgreSQL "
+            "(e.g. RDS or Aurora Serverless): SQLite would sit in /tmp, separate per instance and "
+            "lost when the instance stops. Set ALLOW_SQLITE_ON_LAMBDA=true only for a throwaway trial."
+        )
+    DATABASE_URL = "sqlite:////tmp/db.sqlite3"
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        DATABASE_URL or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
@@ -118,6 +133,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies are made at build time by collectstatic; no manifest, so pages still
+    # render where collectstatic has not run (tests, `make run`).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # The API sits behind API Gateway or a load balancer that sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -189,6 +210,9 @@ AWS_SES_REGION_NAME = SES_REGION
 # None lets boto3 resolve the endpoint itself, so the standard AWS_ENDPOINT_URL_SES and
 # AWS_ENDPOINT_URL variables (LocalStack, moto server) are honoured.
 AWS_SES_REGION_ENDPOINT_URL = None
+# SES tags each message with this configuration set, whose event destination reports
+# deliveries, bounces and complaints through SNS.
+AWS_SES_CONFIGURATION_SET = env_str("SES_CONFIGURATION_SET") or None
 # django-ses's throttle keeps its counters in process memory, which means nothing across
 # Lambda instances, and costs a GetSendQuota call per cold start.
 AWS_SES_AUTO_THROTTLE = None

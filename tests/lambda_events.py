@@ -122,3 +122,64 @@ def rest_api_v1_event(
         event["multiValueHeaders"] = {key: [value] for key, value in all_headers.items()}
         event["multiValueQueryStringParameters"] = None
     return event
+
+
+def function_url_event(
+    *,
+    method: str = "POST",
+    path: str = "/api/chatkit/session",
+    body: Any = None,
+    cookies: list[str] | None = None,
+    source_ip: str = "203.0.113.7",
+) -> dict[str, Any]:
+    """A Lambda Function URL event: payload 2.0 without a route or stage."""
+    event = http_api_v2_event(method=method, path=path, body=body, cookies=cookies, source_ip=source_ip)
+    event.pop("routeKey")
+    context = event["requestContext"]
+    for key in ("routeKey", "stage"):
+        context.pop(key)
+    context["domainName"] = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws"
+    context["domainPrefix"] = "abcdefghijklmnopqrstuvwxyz012345"
+    event["headers"]["host"] = context["domainName"]
+    return event
+
+
+TARGET_GROUP_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/chat/abcdefg"
+
+
+def alb_event(
+    *,
+    method: str = "POST",
+    path: str = "/api/chatkit/session",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    x_forwarded_for: str = "203.0.113.7",
+    multi_value_headers: bool = False,
+) -> dict[str, Any]:
+    """An Application Load Balancer target event, with or without multi-value headers."""
+    encoded_body, is_base64 = _body(body, base64_encoded=False)
+    all_headers = {
+        "accept": "*/*",
+        "content-type": "application/json",
+        "host": "chat-alb-1334523864.eu-west-1.elb.amazonaws.com",
+        "user-agent": "Mozilla/5.0",
+        "x-amzn-trace-id": "Root=1-5c34e93e-4dea0086f9763ac0667b115a",
+        "x-forwarded-for": x_forwarded_for,
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https",
+        **(headers or {}),
+    }
+    event: dict[str, Any] = {
+        "requestContext": {"elb": {"targetGroupArn": TARGET_GROUP_ARN}},
+        "httpMethod": method,
+        "path": path,
+        "body": encoded_body or "",
+        "isBase64Encoded": is_base64,
+    }
+    if multi_value_headers:
+        event["multiValueHeaders"] = {key: [value] for key, value in all_headers.items()}
+        event["multiValueQueryStringParameters"] = {}
+    else:
+        event["headers"] = all_headers
+        event["queryStringParameters"] = {}
+    return event
