@@ -11,7 +11,7 @@ include .env
 export $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env)
 endif
 
-.PHONY: install run migrate superuser test test-postgres lint format ci clean
+.PHONY: install run migrate superuser test test-postgres lint lambda-zip lambda-check format ci clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
+# The Lambda artefact: dist/chatkit-lambda.zip, the same content as the Dockerfile's image.
+lambda-zip: install
+	scripts/build-lambda-zip
+
+# Lint the Dockerfile and the SAM template, build the zip, then import and invoke it from a
+# clean read-only directory with real event shapes.
+lambda-check: lambda-zip
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python scripts/smoke_lambda_zip.py dist/chatkit-lambda.zip
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -51,4 +62,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles build dist .pytest_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""Import and invoke the built Lambda zip from a clean, read-only directory.
+
+    python scripts/smoke_lambda_zip.py [dist/chatkit-lambda.zip]
+
+The package is unpacked as Lambda would (read-only, nothing else importable) and driven
+with real event shapes by the Lambda Python version, against the fake ChatKit API that the
+tests use. Exits non-zero, saying what failed, if the artefact does not work.
+"""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.fake_chatkit import API_KEY, FakeChatKit  # noqa: E402
+from tests.lambda_events import http_api_v2_event  # noqa: E402
+
+# Runs inside the unpacked package, as the Lambda runtime would: the task root first on
+# sys.path, then the handler imported once and invoked per event.
+DRIVER = """
+import importlib, json, sys, time
+sys.path.insert(0, ".")
+started = time.perf_counter()
+handler = importlib.import_module("chatkit_site.lambda_handler").handler
+import_seconds = time.perf_counter() - started
+results = [handler(event, None) for event in json.load(sys.stdin)]
+openai_module = sys.modules["openai"]
+print(json.dumps({
+    "import_seconds": import_seconds,
+    "results": results,
+    "openai_file": openai_module.__file__,
+    "openai_bytecode": openai_module.__spec__.cached,
+}))
+"""
+
+
+def lambda_python() -> list[str]:
+    version = os.environ.get("LAMBDA_PYTHON_VERSION", "3.12")
+    command = [f"python{version}"]
+    if subprocess.run([*command, "-c", ""], capture_output=True).returncode == 0:
+        return command
+    bare = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True).stdout.split()
+    matches = [v for v in bare if v.startswith(version)]
+    if not matches:
+        sys.exit(f"Python {version} is needed to run the Lambda package.")
+    return ["env", f"PYENV_VERSION={matches[-1]}", *command]
+
+
+def make_read_only(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        sys.exit(f"FAILED: {message}")
+    print(f"ok: {message}")
+
+
+def main() -> None:
+    archive = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "dist" / "chatkit-lambda.zip")
+    fake = FakeChatKit()
+    fake.start()
+    task_root = Path(tempfile.mkdtemp(prefix="lambda-task-"))
+    try:
+        with zipfile.ZipFile(archive) as package:
+            package.extractall(task_root)
+        make_read_only(task_root)
+        events = [
+            {"manage": "migrate --noinput"},
+            http_api_v2_event(body={"locale": "en", "pageUrl": "https://shop.example/"}),
+            http_api_v2_event(method="GET", path="/static/admin/img/icon-yes.svg"),
+            http_api_v2_event(path="/api/chatkit/transcript", body={"threadId": "cthr_1"}),
+            http_api_v2_event(path="/nowhere"),
+        ]
+        environment = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "AWS_LAMBDA_FUNCTION_NAME": "chatkit-smoke",
+            "ALLOW_SQLITE_ON_LAMBDA": "true",
+            "DJANGO_SECRET_KEY": "smoke-test-" + "k" * 50,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": fake.base_url,
+            "CHATKIT_WORKFLOW_ID": "wf_smoke",
+        }
+        sqlite = Path("/tmp/db.sqlite3")
+        sqlite.unlink(missing_ok=True)
+        run = subprocess.run(
+            [*lambda_python(), "-s", "-c", DRIVER],
+            cwd=task_root,
+            env=environment,
+            input=json.dumps(events),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if run.returncode != 0:
+            sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+        migrate, session, static, transcript, missing = report["results"]
+
+        check(
+            migrate["exit_code"] == 0, f"migrate event exits 0 ({migrate['errors'].strip() or 'no errors'})"
+        )
+        check(session["statusCode"] == 200, f"session call answers 200 (got {session['statusCode']})")
+        check("client_secret" in json.loads(session["body"]), "session reply carries a client_secret")
+        check(session["cookies"][0].startswith("chatkit_visitor="), "session reply sets the visitor cookie")
+        check(static["statusCode"] == 200 and static["isBase64Encoded"], "admin static file served, base64")
+        check(transcript["statusCode"] == 401, "transcript call without credentials answers 401")
+        check(missing["statusCode"] == 404, "unknown path answers 404")
+        check(report["openai_file"].startswith(str(task_root)), "openai imported from the package")
+        check(Path(report["openai_bytecode"]).is_file(), "openai loaded with precompiled bytecode")
+        print(f"handler import took {report['import_seconds']:.2f}s")
+        sqlite.unlink(missing_ok=True)
+    finally:
+        fake.stop()
+        for path in [task_root, *task_root.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(task_root)
+
+
+if __name__ == "__main__":
+    main()
