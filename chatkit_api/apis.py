@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
+from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.rendering import Lead
 from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
@@ -42,7 +43,11 @@ def _clean(data: dict[str, Any], key: str, default: str = "") -> str:
     return data.get(key) or default
 
 
-class SessionApi(APIView):
+class ChatKitApiView(APIView):
+    content_negotiation_class = FirstParserAndRenderer
+
+
+class SessionApi(ChatKitApiView):
     """`POST /api/chatkit/session`: a ChatKit client secret for this visitor."""
 
     authentication_classes: list[type] = []
@@ -73,7 +78,7 @@ class SessionApi(APIView):
         return response
 
 
-class TranscriptApi(APIView):
+class TranscriptApi(ChatKitApiView):
     """`POST /api/chatkit/transcript`: record a thread's transcript and mail it."""
 
     authentication_classes = [TranscriptTokenAuthentication, VisitorCookieAuthentication]

@@ -2,14 +2,21 @@
 
 SDK exceptions never leave this module: they become ThreadNotFound or UpstreamError with
 messages that are safe to return (no API key, no raw upstream body).
+
+The ChatKit endpoints are called through the SDK client's generic request methods rather
+than `client.beta.chatkit`: touching `client.beta` imports every beta resource and its
+types, which costs more cold start than `import openai` itself. The generic methods keep
+the SDK's authentication, retries, timeouts and error types. Replies are read as JSON:
+a session needs two fields, and a thread item of a type the SDK does not know yet must
+still reach the mail.
 """
 
 import functools
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import openai
 from django.conf import settings
@@ -20,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # The API's maximum page size for thread items.
 ITEMS_PAGE_SIZE = 100
+_CHATKIT_BETA_HEADERS = {"OpenAI-Beta": "chatkit_beta=v1"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,23 @@ def _upstream_error(action: str, exc: openai.OpenAIError) -> UpstreamError:
     return UpstreamError(f"OpenAI {reason} while {action}. Try again later.")
 
 
+def _unreadable_reply(what: str, exc: Exception) -> UpstreamError:
+    logger.warning("OpenAI returned %s that could not be read: %r", what, exc)
+    return UpstreamError("OpenAI returned an unreadable answer. Try again later.")
+
+
+def _chatkit_request(method: str, path: str, *, body: Any = None, params: Any = None) -> dict[str, Any]:
+    options: Any = {"headers": _CHATKIT_BETA_HEADERS, "params": params or {}}
+    client = _client()
+    if method == "post":
+        reply = client.post(path, cast_to=object, body=body, options=options)
+    else:
+        reply = client.get(path, cast_to=object, options=options)
+    if not isinstance(reply, dict):
+        raise ValueError(f"expected a JSON object, got {type(reply).__name__}")
+    return reply
+
+
 def session_create(
     *, user: str, workflow_id: str, workflow_version: str, state_variables: dict[str, Any]
 ) -> ChatKitSession:
@@ -68,47 +93,46 @@ def session_create(
     if workflow_version:
         workflow["version"] = workflow_version
     try:
-        session = _client().beta.chatkit.sessions.create(user=user, workflow=workflow)  # type: ignore[arg-type]
+        session = _chatkit_request("post", "/chatkit/sessions", body={"user": user, "workflow": workflow})
+        return ChatKitSession(client_secret=session["client_secret"], expires_at=session.get("expires_at"))
     except openai.OpenAIError as exc:
         raise _upstream_error("creating a ChatKit session", exc) from exc
-    return ChatKitSession(client_secret=session.client_secret, expires_at=session.expires_at)
+    except (KeyError, ValueError) as exc:
+        raise _unreadable_reply("a ChatKit session", exc) from exc
+
+
+def _thread_path(thread_id: str) -> str:
+    return f"/chatkit/threads/{quote(thread_id, safe='')}"
 
 
 def thread_owner(thread_id: str) -> str:
     """The ChatKit `user` that owns the thread; ThreadNotFound if there is no such thread."""
     try:
-        thread = _client().beta.chatkit.threads.retrieve(thread_id)
+        return str(_chatkit_request("get", _thread_path(thread_id))["user"])
     except openai.NotFoundError as exc:
         raise ThreadNotFound() from exc
     except openai.OpenAIError as exc:
         raise _upstream_error("looking up the thread", exc) from exc
-    return thread.user
+    except (KeyError, ValueError) as exc:
+        raise _unreadable_reply("a thread", exc) from exc
 
 
 def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
-    """Every item of the thread, oldest first, following `has_more`/`after` to the end.
-
-    Items are yielded as the API's JSON objects rather than SDK models: the renderer reads
-    a handful of fields, and a type the SDK does not know yet must still reach the mail.
-    """
-    client = _client()
+    """Every item of the thread, oldest first, following `has_more`/`after` to the end."""
+    path = _thread_path(thread_id) + "/items"
     after: str | None = None
     while True:
+        params: dict[str, Any] = {"order": "asc", "limit": ITEMS_PAGE_SIZE}
+        if after:
+            params["after"] = after
         try:
-            raw = client.beta.chatkit.threads.with_raw_response.list_items(
-                thread_id,
-                order="asc",
-                limit=ITEMS_PAGE_SIZE,
-                after=after or openai.omit,
-            )
-            page = json.loads(raw.content)
+            page = _chatkit_request("get", path, params=params)
         except openai.NotFoundError as exc:
             raise ThreadNotFound() from exc
         except openai.OpenAIError as exc:
             raise _upstream_error("reading the thread's messages", exc) from exc
         except ValueError as exc:
-            logger.warning("OpenAI returned a thread items page that is not JSON: %s", exc)
-            raise UpstreamError("OpenAI returned an unreadable answer. Try again later.") from exc
+            raise _unreadable_reply("a page of thread items", exc) from exc
         data = page.get("data") or []
         yield from data
         after = page.get("last_id") or (data[-1].get("id") if data else None)

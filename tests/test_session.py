@@ -246,3 +246,19 @@ def test_unknown_path_is_a_json_404(api, path):
 
     assert response.status_code == 404
     assert response.json() == {"error": "Not found."}
+
+
+def test_reply_is_json_whatever_the_accept_header(api, fake_chatkit):
+    response = create_session(api, HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+def test_unreadable_openai_reply_is_a_502(api, fake_chatkit):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", 200, {"unexpected": "shape"})
+
+    response = create_session(api)
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "OpenAI returned an unreadable answer. Try again later."}
