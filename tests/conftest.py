@@ -11,7 +11,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
 
-from chatkit_api import openai_gateway
+from chatkit_api import mail, openai_gateway
 from tests.fake_chatkit import API_KEY, FakeChatKit
 
 SES_REGION = "eu-west-1"
@@ -29,7 +29,7 @@ def chatkit_server() -> Iterator[FakeChatKit]:
 
 
 @pytest.fixture
-def fake_chatkit(chatkit_server: FakeChatKit, settings) -> Iterator[FakeChatKit]:
+def fake_chatkit(chatkit_server: FakeChatKit, settings) -> FakeChatKit:
     """The fake ChatKit API, empty, with the service configured to reach it."""
     chatkit_server.reset()
     settings.OPENAI_API_KEY = API_KEY
@@ -43,8 +43,15 @@ def fake_chatkit(chatkit_server: FakeChatKit, settings) -> Iterator[FakeChatKit]
     settings.DEFAULT_FROM_EMAIL = SENDER
     settings.TRANSCRIPT_API_TOKEN = TOKEN
     settings.ALLOW_USER_RECAP = False
-    yield chatkit_server
+    return chatkit_server
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients() -> Iterator[None]:
+    """Clients the service keeps per process are built from settings that tests change."""
+    yield
     openai_gateway._build_client.cache_clear()
+    mail._open_connection.cache_clear()
 
 
 @dataclass
