@@ -17,7 +17,10 @@ from typing import Any
 from apig_wsgi import make_lambda_handler
 
 # Importing the WSGI module sets Django up: once per container, outside the request path.
-from chatkit_site.wsgi import application
+from chatkit_site.wsgi import application  # isort: skip
+
+# Registers the SnapStart hooks; harmless where SnapStart is off.
+import chatkit_site.snapstart  # noqa: F401
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("chatkit_site.requests")
