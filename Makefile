@@ -11,7 +11,7 @@ include .env
 export $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env)
 endif
 
-.PHONY: install run migrate superuser test test-postgres lint lambda-zip lambda-check format ci clean
+.PHONY: install run migrate superuser test test-postgres lint lambda-zip lambda-check bench bench-quick format ci clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,14 @@ lambda-check: lambda-zip
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/smoke_lambda_zip.py dist/chatkit-lambda.zip
+
+# Cold start, warm latency, a 10,000-message thread and memory, measured on the built
+# Lambda package (see README, "Performance"). bench-quick is the short run CI makes.
+bench: lambda-zip
+	$(BIN)/python bench/run.py
+
+bench-quick: lambda-zip
+	$(BIN)/python bench/run.py --quick
 
 format: install
 	$(BIN)/ruff format .

@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.lambda_python import lambda_python_command  # noqa: E402
 from tests.fake_chatkit import API_KEY, FakeChatKit  # noqa: E402
 from tests.lambda_events import http_api_v2_event  # noqa: E402
 
@@ -40,18 +41,6 @@ print(json.dumps({
     "openai_bytecode": openai_module.__spec__.cached,
 }))
 """
-
-
-def lambda_python() -> list[str]:
-    version = os.environ.get("LAMBDA_PYTHON_VERSION", "3.12")
-    command = [f"python{version}"]
-    if subprocess.run([*command, "-c", ""], capture_output=True).returncode == 0:
-        return command
-    bare = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True).stdout.split()
-    matches = [v for v in bare if v.startswith(version)]
-    if not matches:
-        sys.exit(f"Python {version} is needed to run the Lambda package.")
-    return ["env", f"PYENV_VERSION={matches[-1]}", *command]
 
 
 def make_read_only(root: Path) -> None:
@@ -95,7 +84,7 @@ def main() -> None:
         sqlite = Path("/tmp/db.sqlite3")
         sqlite.unlink(missing_ok=True)
         run = subprocess.run(
-            [*lambda_python(), "-s", "-c", DRIVER],
+            [*lambda_python_command(), "-s", "-c", DRIVER],
             cwd=task_root,
             env=environment,
             input=json.dumps(events),

@@ -1,0 +1,332 @@
+"""Benchmark: cold start, warm latency, a 10,000-message thread, peak memory.
+
+    python bench/run.py          # `make bench`
+    python bench/run.py --quick  # fewer runs; what CI runs so that the script cannot rot
+
+Starts the fake ChatKit API the tests use and a moto server for SES, then measures the
+built Lambda package (build/lambda, from `make lambda-zip`) with the Lambda Python version,
+through `chatkit_site.lambda_handler.handler` with real event shapes, each measurement in
+fresh processes, and prints medians with their spread next to the floor they
+are compared with. The old Node.js handler is measured against the same fake when Node.js
+and its source (../shared/reference/old-node-handler.md) are available.
+
+Timings are printed, never asserted: a busy machine makes them noisy. Exits non-zero only
+when something is functionally wrong (a failed call, the wrong number of upstream requests,
+boto3 loaded for a session call).
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# The built Lambda package (`make lambda-zip`): what is measured is what is deployed.
+PACKAGE = REPO / "build" / "lambda"
+sys.path.insert(0, str(REPO))
+
+from scripts.lambda_python import lambda_python_command  # noqa: E402
+from tests.fake_chatkit import API_KEY, FakeChatKit, assistant_message, user_message  # noqa: E402
+
+SENDER = "chat@shop.example"
+TOKEN = "bench-transcript-token-0123456789"
+BIG_THREAD_SIZE = 10_000
+PAGE_SIZE = 100
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def conversation(count: int) -> list[dict]:
+    return [
+        user_message(f"question {n}") if n % 2 == 0 else assistant_message(f"answer {n}")
+        for n in range(count)
+    ]
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.failures: list[str] = []
+        self.fake = FakeChatKit()
+        self.python = lambda_python_command()
+        self.workdir = Path(tempfile.mkdtemp(prefix="chatkit-bench-"))
+        self.database = "SQLite"
+
+    # --- set-up -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.fake.start()
+        self.small = self.fake.add_thread(user="visitor_bench", items=conversation(10))
+        self.big = self.fake.add_thread(user="visitor_bench", items=conversation(BIG_THREAD_SIZE))
+
+        port = free_port()
+        # The moto server logs every request it answers.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.moto.start()
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", str(self.workdir)),
+            "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
+            "DJANGO_SECRET_KEY": "bench-" + "s" * 50,
+            "AWS_LAMBDA_FUNCTION_NAME": "chatkit-bench",
+            "DATABASE_URL": self.database_url(),
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": self.fake.base_url,
+            "OPENAI_MAX_RETRIES": "0",
+            "CHATKIT_WORKFLOW_ID": "wf_bench",
+            "TRANSCRIPT_API_TOKEN": TOKEN,
+            "SES_FROM_EMAIL": SENDER,
+            "SES_TO_EMAIL": "leads@shop.example",
+            "SES_REGION": "eu-west-1",
+            "AWS_ENDPOINT_URL_SES": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "BENCH_EVENTS_FILE": str(REPO / "tests" / "lambda_events.py"),
+        }
+        import boto3
+
+        boto3.client(
+            "ses",
+            region_name="eu-west-1",
+            endpoint_url=self.env["AWS_ENDPOINT_URL_SES"],
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).verify_email_identity(EmailAddress=SENDER)
+        for command in (["migrate", "--noinput"], ["flush", "--noinput"]):
+            subprocess.run(
+                [*self.python, "-s", "manage.py", *command, "--verbosity", "0"],
+                cwd=PACKAGE,
+                env=self.env,
+                check=True,
+            )
+
+    def database_url(self) -> str:
+        """PostgreSQL, as in production, when a server is reachable; SQLite otherwise.
+
+        With PostgreSQL configured, setting Django up loads psycopg: the floor and the
+        service then pay for it alike, as they would on Lambda.
+        """
+        url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatkit_bench")
+        try:
+            import psycopg
+
+            server, _, name = url.rpartition("/")
+            with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=3) as connection:
+                exists = connection.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if not exists:
+                    connection.execute(f'CREATE DATABASE "{name}"')
+        except Exception as exc:
+            print(f"PostgreSQL is not reachable ({exc.__class__.__name__}): measuring with SQLite.")
+            return f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+        self.database = url
+        return url
+
+    def stop(self) -> None:
+        self.fake.stop()
+        self.moto.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- running children -------------------------------------------------------------
+
+    def child(self, mode: str, thread_id: str | None = None, **env: str) -> tuple[float, dict]:
+        """Run bench/child.py; return (seconds from spawn to its result line, result)."""
+        child_env = {**self.env, "BENCH_THREAD_ID": thread_id or self.small.id, **env}
+        # The service logs a line per request, as on Lambda; it goes to a file, not a pipe
+        # that could fill up.
+        with tempfile.TemporaryFile(mode="w+") as log:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [*self.python, "-s", str(REPO / "bench" / "child.py"), mode],
+                cwd=PACKAGE,
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            elapsed = time.perf_counter() - started
+            process.communicate(timeout=600)
+            if process.returncode != 0 or not line:
+                log.seek(0)
+                raise SystemExit(f"bench child {mode} failed:\n{log.read()[-5000:]}")
+        return elapsed, json.loads(line)
+
+    # --- measurements -----------------------------------------------------------------
+
+    def cold_starts(self) -> dict:
+        runs = 3 if self.quick else 10
+        times: dict[str, list[float]] = {
+            key: [] for key in ("cold-session", "floor-session", "cold-transcript", "floor-transcript")
+        }
+        imported_for_session = set()
+        for _ in range(runs):
+            for mode in times:
+                elapsed, result = self.child(mode)
+                times[mode].append(elapsed)
+                if mode == "cold-session":
+                    imported_for_session |= {
+                        name for name in ("boto3", "django_ses") if result[f"{name}_imported"]
+                    }
+        if imported_for_session:
+            self.failures.append(f"a session call imported {', '.join(sorted(imported_for_session))}")
+        return {"times": times, "imported_for_session": sorted(imported_for_session)}
+
+    def warm(self) -> dict:
+        _, result = self.child("warm", BENCH_RUNS="100" if self.quick else "1000")
+        return result
+
+    def big_thread(self) -> dict:
+        before = len(self.fake.requests_to("GET", f"/v1/chatkit/threads/{self.big.id}/items"))
+        _, result = self.child("big-thread", self.big.id, BENCH_WARMUP_THREAD_ID=self.small.id)
+        after = len(self.fake.requests_to("GET", f"/v1/chatkit/threads/{self.big.id}/items"))
+        # The child reads the thread three times: twice through the handler, once more to
+        # time the rendering alone.
+        result["upstream_requests"] = (after - before) // 3
+        expected = BIG_THREAD_SIZE // PAGE_SIZE
+        if result["upstream_requests"] != expected:
+            self.failures.append(
+                f"{BIG_THREAD_SIZE} messages took {result['upstream_requests']} requests, not {expected}"
+            )
+        if result["items"] != BIG_THREAD_SIZE:
+            self.failures.append(f"the transcript holds {result['items']} items, not {BIG_THREAD_SIZE}")
+        return result
+
+    def peak_rss(self) -> dict:
+        return self.child("peak-rss")[1]
+
+    def old_node_handler(self) -> dict | None:
+        from bench.old_node import measure_old_node_handler
+
+        return measure_old_node_handler(self.fake.base_url, runs=100 if self.quick else 1000)
+
+
+def spread(samples: list[float], scale: float = 1.0) -> str:
+    ordered = sorted(value * scale for value in samples)
+    middle = statistics.median(ordered)
+    return f"median {middle:8.3f}  (min {ordered[0]:.3f}, max {ordered[-1]:.3f}, n={len(ordered)})"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def report(database: str, cold: dict, warm: dict, big: dict, rss: dict, node: dict | None) -> None:
+    times = cold["times"]
+    print(f"\nDatabase: {database.rpartition('@')[2]}")
+    print("\n1. Cold start (new process to first reply, seconds)")
+    for kind in ("session", "transcript"):
+        ratio = statistics.median(times[f"cold-{kind}"]) / statistics.median(times[f"floor-{kind}"])
+        print(f"   {kind:<10} {spread(times[f'cold-{kind}'])}")
+        floor_what = "Django set up + import openai" + (" + boto3" if kind == "transcript" else "")
+        print(f"   floor      {spread(times[f'floor-{kind}'])}  [{floor_what}]")
+        print(f"   ratio      {ratio:.2f} x floor   target <= 1.20: {verdict(ratio <= 1.2)}")
+    imported = ", ".join(cold["imported_for_session"]) or "neither boto3 nor django_ses"
+    print(f"   a session call loaded {imported}")
+
+    print("\n2. Warm calls (milliseconds)")
+    bare = warm["bare_sdk"]["median_ms"]
+    for name in ("bare_sdk", "session", "transcript"):
+        stats = warm[name]
+        print(
+            f"   {name:<10} median {stats['median_ms']:8.3f}  (p10 {stats['p10_ms']:.3f}, "
+            f"p90 {stats['p90_ms']:.3f}, n={stats['runs']})  {stats['median_ms'] / bare:.2f} x bare SDK call"
+        )
+    session = warm["session"]["median_ms"]
+    print(f"   session overhead {session - bare:.3f} ms   target <= 0.25: {verdict(session - bare <= 0.25)}")
+    print(
+        f"   session ratio {session / bare:.2f} x bare SDK   "
+        f"target <= 1.25: {verdict(session / bare <= 1.25)}"
+    )
+    if node:
+        print(
+            f"   old Node handler: import {node['import_ms']:.1f} ms, "
+            f"first session {node['first_session_ms']:.1f} ms, "
+            f"warm session median {node['warm_median_ms']:.3f} ms (p10 {node['warm_p10_ms']:.3f}, "
+            f"p90 {node['warm_p90_ms']:.3f}), peak RSS {node['peak_rss_mb']:.0f} MB"
+        )
+        faster = session < node["warm_median_ms"]
+        print(
+            f"   session vs old Node handler: {session / node['warm_median_ms']:.2f} x   "
+            f"faster: {verdict(faster)}"
+        )
+    else:
+        print(
+            "   old Node handler: not measured (needs node, npm and ../shared/reference/old-node-handler.md)"
+        )
+
+    print(f"\n3. A {big['items']:,}-message thread")
+    print(f"   wall time through the handler  {big['wall_s']:.2f} s")
+    print(
+        f"   upstream requests              {big['upstream_requests']}   "
+        f"target {BIG_THREAD_SIZE // PAGE_SIZE}"
+    )
+    print(
+        f"   rendering alone                {big['render_s']:.3f} s   "
+        f"target well under 1 s: {verdict(big['render_s'] < 0.5)}"
+    )
+    size = big["transcript_mb"]
+    print(f"   transcript (text + HTML)       {size:.1f} MB")
+    print(
+        f"   resident memory growth         {big['resident_growth_mb']:.1f} MB "
+        f"({big['resident_growth_mb'] / size:.1f} x the transcript)"
+    )
+    print(
+        f"   peak of Python allocations     {big['traced_peak_mb']:.1f} MB "
+        f"({big['traced_peak_mb'] / size:.1f} x; the mail is encoded several times on its way to SES)"
+    )
+
+    print("\n4. Peak RSS after serving both endpoints")
+    print(f"   {rss['peak_rss_mb']:.1f} MB   target < 128: {verdict(rss['peak_rss_mb'] < 128)}")
+    if node:
+        print(f"   old Node handler: {node['peak_rss_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer runs (CI)")
+    args = parser.parse_args()
+
+    if not (PACKAGE / "chatkit_site" / "lambda_handler.py").is_file():
+        raise SystemExit(f"No Lambda package at {PACKAGE}: build it with `make lambda-zip`.")
+    bench = Bench(quick=args.quick)
+    bench.start()
+    try:
+        print("Measuring cold starts...", flush=True)
+        cold = bench.cold_starts()
+        print("Measuring warm calls...", flush=True)
+        warm = bench.warm()
+        print("Mailing a long thread...", flush=True)
+        big = bench.big_thread()
+        rss = bench.peak_rss()
+        print("Measuring the old Node handler...", flush=True)
+        node = bench.old_node_handler()
+        report(bench.database, cold, warm, big, rss, node)
+    finally:
+        bench.stop()
+    if bench.failures:
+        print("\nFAILED: " + "; ".join(bench.failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
