@@ -1,4 +1,5 @@
-"""Business actions: create a ChatKit session, send a transcript, resend one.
+"""Business actions: create a ChatKit session, send a transcript, resend one, purge old
+ones.
 
 Each service owns the order of its side effects. A transcript is recorded before anything
 is mailed, and every failure after that point leaves the row `failed` with its error, so
@@ -6,8 +7,10 @@ nothing a visitor typed is lost when OpenAI or SES is down.
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -19,7 +22,13 @@ from chatkit_api.exceptions import (
     ThreadNotFound,
 )
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
-from chatkit_api.models import EmailAudience, Transcript, TranscriptEmail, TranscriptStatus
+from chatkit_api.models import (
+    DeliveryState,
+    EmailAudience,
+    Transcript,
+    TranscriptEmail,
+    TranscriptStatus,
+)
 from chatkit_api.rendering import Lead, transcript_render
 
 
@@ -92,17 +101,22 @@ def _transcript_record_failure(transcript: Transcript, error: str) -> None:
         transcript.status = TranscriptStatus.FAILED
     transcript.error = error
     transcript.attempts += 1
-    transcript.save(update_fields=["status", "error", "attempts", "updated_at"])
+    transcript.save(update_fields=["status", "error", "attempts", "delivery_state", "updated_at"])
+
+
+def _audience_addresses(transcript: Transcript, audience: str) -> list[str]:
+    if audience == EmailAudience.STAFF:
+        return list(settings.SES_TO_EMAIL)
+    return [transcript.email]
 
 
 def _outgoing(transcript: Transcript, audience: str, override_to: list[str]) -> OutgoingEmail:
-    if audience == EmailAudience.STAFF:
-        to, reply_to = list(settings.SES_TO_EMAIL), transcript.email or settings.SES_REPLY_TO
-    elif audience == EmailAudience.VISITOR:
+    if audience == EmailAudience.VISITOR:
         # The visitor's copy must not answer back to the visitor themselves.
-        to, reply_to = [transcript.email], settings.SES_REPLY_TO
+        reply_to = settings.SES_REPLY_TO
     else:
-        to, reply_to = override_to, transcript.email or settings.SES_REPLY_TO
+        reply_to = transcript.email or settings.SES_REPLY_TO
+    to = override_to if audience == EmailAudience.OVERRIDE else _audience_addresses(transcript, audience)
     return OutgoingEmail(
         subject=transcript.subject,
         text=transcript.body_text,
@@ -132,6 +146,9 @@ def _email_deliver(
 def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
     """Mail the stored transcript to each audience; True when every message went out."""
     emails = [_email_deliver(transcript, audience) for audience in audiences]
+    if any(email.status == TranscriptStatus.SENT for email in emails):
+        # A new latest message has no reports yet; the older messages' reports stay with them.
+        transcript.delivery_state = DeliveryState.UNREPORTED
     errors = [
         f"{email.get_audience_display()}: {email.error}"
         for email in emails
@@ -143,7 +160,7 @@ def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
     transcript.status, transcript.error = TranscriptStatus.SENT, ""
     transcript.attempts += 1
     transcript.sent_at = timezone.now()
-    transcript.save(update_fields=["status", "error", "attempts", "sent_at", "updated_at"])
+    transcript.save(update_fields=["status", "error", "attempts", "sent_at", "delivery_state", "updated_at"])
     return True
 
 
@@ -202,6 +219,17 @@ def _audiences_to_resend(transcript: Transcript) -> list[str]:
     return [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if transcript.visitor_copy else [])
 
 
+def transcript_resend_recipients(*, transcript: Transcript, to: list[str] | None = None) -> list[str]:
+    """The addresses `transcript_resend` would mail now; nothing is sent or changed."""
+    if to:
+        return list(to)
+    return [
+        address
+        for audience in _audiences_to_resend(transcript)
+        for address in _audience_addresses(transcript, audience)
+    ]
+
+
 def transcript_resend(
     *, transcript: Transcript, refetch: bool = False, to: list[str] | None = None
 ) -> Transcript:
@@ -222,14 +250,55 @@ def transcript_resend(
 
     if to:
         # A check mail to a chosen address is recorded but is not a delivery to staff.
-        sent = _email_deliver(transcript, EmailAudience.OVERRIDE, override_to=to).status
-        delivered = sent == TranscriptStatus.SENT
+        error = _email_deliver(transcript, EmailAudience.OVERRIDE, override_to=to).error
     else:
         transcript.recipients = _recipients(
             visitor_email=transcript.email, visitor_copy=transcript.visitor_copy
         )
         transcript.save(update_fields=["recipients", "updated_at"])
         delivered = _transcript_deliver(transcript, _audiences_to_resend(transcript))
-    if not delivered:
-        raise EmailSendFailed("The email could not be sent again.", id=transcript.id)
+        error = "" if delivered else transcript.error
+    if error:
+        # Only operators and staff call this: the backend's own words help them most.
+        raise EmailSendFailed(f"The email could not be sent again. {error}", id=transcript.id)
     return transcript
+
+
+def transcripts_resend_queue(*, since: datetime | None = None) -> QuerySet[Transcript]:
+    """Transcripts that never reached staff: failed ones, and pending ones whose sending
+    process is gone (still pending TRANSCRIPT_PENDING_TIMEOUT_MINUTES after their last change).
+    """
+    stuck_before = timezone.now() - timedelta(minutes=settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES)
+    queue = Transcript.objects.filter(
+        Q(status=TranscriptStatus.FAILED) | Q(status=TranscriptStatus.PENDING, updated_at__lt=stuck_before)
+    )
+    if since is not None:
+        queue = queue.filter(created_at__gte=since)
+    return queue.order_by("created_at", "id")
+
+
+# --- retention ---------------------------------------------------------------------
+
+# Rows deleted per statement, so that a first purge of years of data neither holds one
+# huge transaction nor sends an IN list longer than the database accepts.
+PURGE_BATCH_SIZE = 500
+
+
+def transcripts_past_retention(*, older_than_days: int) -> QuerySet[Transcript]:
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    return Transcript.objects.filter(created_at__lt=cutoff)
+
+
+def transcripts_purge(*, older_than_days: int, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete transcripts created more than `older_than_days` ago, with every message and
+    delivery report that belongs to them; returns how many transcripts were deleted.
+    """
+    if older_than_days < 1:
+        raise ValueError("older_than_days must be at least 1.")
+    expired = transcripts_past_retention(older_than_days=older_than_days)
+    deleted = 0
+    while batch := list(expired.order_by("id").values_list("id", flat=True)[:batch_size]):
+        # Only ids are loaded: deleting needs none of the stored mail bodies.
+        _, per_model = Transcript.objects.filter(id__in=batch).only("id").delete()
+        deleted += per_model.get(Transcript._meta.label, 0)
+    return deleted

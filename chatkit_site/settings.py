@@ -192,3 +192,15 @@ AWS_SES_REGION_ENDPOINT_URL = None
 # django-ses's throttle keeps its counters in process memory, which means nothing across
 # Lambda instances, and costs a GetSendQuota call per cold start.
 AWS_SES_AUTO_THROTTLE = None
+
+# A transcript is deleted with its messages and delivery reports this many days after it
+# was recorded, by `manage.py purge_transcripts` (run it daily).
+TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 365)
+# A transcript still `pending` this long after its last change was abandoned by a process
+# that died (a Lambda invocation lasts 15 minutes at most); `resend_transcript --failed`
+# then picks it up.
+TRANSCRIPT_PENDING_TIMEOUT_MINUTES = env_int("TRANSCRIPT_PENDING_TIMEOUT_MINUTES", 15)
+if TRANSCRIPT_RETENTION_DAYS < 1 or TRANSCRIPT_PENDING_TIMEOUT_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "TRANSCRIPT_RETENTION_DAYS and TRANSCRIPT_PENDING_TIMEOUT_MINUTES must be at least 1."
+    )
