@@ -1,4 +1,5 @@
-"""AWS Lambda entry point: HTTP events go to Django through apig-wsgi."""
+"""AWS Lambda entry point: HTTP events go to Django through apig-wsgi, SNS events (SES
+delivery notifications) to the service that records them."""
 
 import logging
 from collections.abc import Callable, Iterable
@@ -50,6 +51,13 @@ def _is_http_event(event: Any) -> bool:
     return "httpMethod" in event or "routeKey" in event or "http" in event.get("requestContext", {})
 
 
+def _is_sns_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and all(
+        isinstance(record, dict) and record.get("EventSource") == "aws:sns" for record in records
+    )
+
+
 def handler(event: Any, context: Any) -> Any:
     if _is_http_event(event):
         response = _http_handler(event, context)
@@ -57,11 +65,16 @@ def handler(event: Any, context: Any) -> Any:
             # Django writes each Set-Cookie value with a leading space (after "Set-Cookie:").
             response["cookies"] = [cookie.strip() for cookie in response["cookies"]]
         return response
+    if _is_sns_event(event):
+        # Imported here: models can only be imported once the WSGI import set Django up.
+        from chatkit_api.services import sns_lambda_event_handle
+
+        return sns_lambda_event_handle(event=event)
     logger.error(
         "Unsupported Lambda event with keys %s",
         sorted(event) if isinstance(event, dict) else type(event).__name__,
     )
     return {
         "ok": False,
-        "error": "Unsupported event: expected an API Gateway, Function URL or ALB HTTP event.",
+        "error": "Unsupported event: expected an API Gateway, Function URL or ALB HTTP event, or SNS.",
     }

@@ -204,3 +204,13 @@ if TRANSCRIPT_RETENTION_DAYS < 1 or TRANSCRIPT_PENDING_TIMEOUT_MINUTES < 1:
     raise ImproperlyConfigured(
         "TRANSCRIPT_RETENTION_DAYS and TRANSCRIPT_PENDING_TIMEOUT_MINUTES must be at least 1."
     )
+
+# --- SES delivery tracking (SNS) -------------------------------------------------
+
+# SES publishes deliveries, bounces and complaints to these SNS topics; notifications from
+# any other topic are rejected, and none is accepted while the list is empty. The names are
+# django-ses's settings, which its webhook reads too.
+AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = env_list("SES_NOTIFICATION_TOPIC_ARNS")
+# SNS signing certificates are served only from sns.<region>.amazonaws.com; django-ses's
+# default also trusts any host under amazon.com.
+AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS = ["amazonaws.com"]

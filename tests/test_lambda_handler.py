@@ -38,6 +38,13 @@ def test_non_http_event_gets_a_clear_error():
     assert handler({"detail-type": "Something"}, None)["ok"] is False
 
 
+def test_records_from_another_source_are_not_taken_for_sns():
+    response = handler({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, None)
+
+    assert response["ok"] is False
+    assert "Unsupported event" in response["error"]
+
+
 def _environ_seen_by_django(event):
     """Run the event through apig-wsgi and return the WSGI environ Django received."""
     from apig_wsgi import make_lambda_handler
