@@ -179,7 +179,7 @@ class TranscriptAdmin(admin.ModelAdmin):
         # The mail's own HTML, in a sandbox: no scripts, and its styles stay out of the admin.
         return format_html(
             '<iframe sandbox="" referrerpolicy="no-referrer" title="The transcript mail" srcdoc="{}" '
-            'style="width:100%;max-width:760px;height:560px;border:1px solid #ccc;background:#fff;">'
+            'style="width:760px;max-width:100%;height:560px;border:1px solid #ccc;background:#fff;">'
             "</iframe>",
             transcript.body_html,
         )
