@@ -409,7 +409,7 @@ def ses_notification_record(*, notification: dict[str, Any], sns_message_id: str
     message_id = str((notification.get("mail") or {}).get("messageId") or "")
     if not reports or not message_id:
         return 0
-    email = TranscriptEmail.objects.filter(ses_message_id=message_id).select_related("transcript").first()
+    email = TranscriptEmail.objects.filter(ses_message_id=message_id).first()
     if email is None:
         logger.info("SES notification for message %s, which is not a transcript mail", message_id)
         return 0
