@@ -1,31 +1,260 @@
-from django.contrib import admin
+"""Django admin for the transcript log: read-only (it is a log), newest first, cheap to list.
 
-from chatkit_api.models import Transcript, TranscriptEmail
+Staff with "Can view transcript" read it; "Can resend transcripts" adds the Resend action.
+The "Transcript readers" and "Transcript operators" groups carry those two roles.
+"""
+
+import csv
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from chatkit_api.exceptions import ServiceError
+from chatkit_api.models import DeliveryReport, Transcript, TranscriptEmail
+from chatkit_api.services import transcript_resend
+
+# Large text columns that the changelist never shows: not loaded for a page of rows.
+LARGE_FIELDS = ("body_text", "body_html", "details", "error")
+# A resend from the admin runs inside one web request; more belongs to the
+# `resend_transcript` command, which shows progress and can run for as long as it needs.
+ADMIN_RESEND_LIMIT = 20
+# A spreadsheet runs a cell that starts with one of these as a formula, and visitors type
+# the names and details that end up in the export. A phone number such as "+44 20 7946 0000"
+# can call nothing, so it is left as it is.
+_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+_PLAIN_NUMBER = re.compile(r"^[+-]?[\d\s().-]*$")
+
+
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer can feed a stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = "; ".join(str(item) for item in value)
+    elif hasattr(value, "isoformat"):
+        value = timezone.localtime(value).isoformat(timespec="seconds")
+    text = str(value)
+    if _FORMULA_START.match(text) and not _PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def _link_if_web(url: str) -> SafeString | str:
+    if url.startswith(("https://", "http://")):
+        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+    return url or "—"
+
+
+def _report_parts(report: DeliveryReport) -> tuple[str, str, str, str]:
+    extra = " / ".join(filter(None, [report.bounce_type, report.bounce_subtype, report.detail]))
+    reported_at = timezone.localtime(report.reported_at).strftime("%Y-%m-%d %H:%M")
+    return report.recipient, report.get_state_display(), f" — {extra}" if extra else "", reported_at
 
 
 class TranscriptEmailInline(admin.TabularInline):
+    """Every message handed to SES, with what SES reported for each recipient."""
+
     model = TranscriptEmail
     extra = 0
     can_delete = False
-    fields = ["created_at", "audience", "to", "reply_to", "status", "ses_message_id", "sent_at", "error"]
+    fields = [
+        "created_at",
+        "audience",
+        "to",
+        "reply_to",
+        "status",
+        "ses_message_id",
+        "sent_at",
+        "error",
+        "delivery",
+    ]
     readonly_fields = fields
+    verbose_name = "message"
+    verbose_name_plural = "Messages handed to SES"
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TranscriptEmail]:
+        return super().get_queryset(request).prefetch_related("reports")
+
+    @admin.display(description="Delivery reports")
+    def delivery(self, email: TranscriptEmail) -> SafeString | str:
+        reports = list(email.reports.all())
+        if not reports:
+            return "No report yet" if email.ses_message_id else "—"
+        return format_html_join(
+            "", "<div>{}: <strong>{}</strong>{} <small>({})</small></div>", map(_report_parts, reports)
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TranscriptChangeList(ChangeList):
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Transcript]:
+        return super().get_queryset(request, exclude_parameters).defer(*LARGE_FIELDS)
 
 
 @admin.register(Transcript)
 class TranscriptAdmin(admin.ModelAdmin):
-    """The transcript log: read-only, newest first."""
-
-    list_display = ["created_at", "name", "email", "mode", "status", "attempts"]
-    list_filter = ["status", "mode"]
-    search_fields = ["name", "email", "phone", "vehicle", "thread_id"]
+    list_display = ["created_at", "name", "email", "mode", "recipient_list", "status", "delivery_state"]
+    list_display_links = ["created_at", "name"]
+    list_filter = ["status", "mode", "delivery_state", "created_at"]
+    search_fields = ["name", "email", "phone", "vehicle", "thread_id", "body_text"]
     date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    list_per_page = 100
+    # A second COUNT(*) of the whole table on every filtered page, for the "N total" link.
+    show_full_result_count = False
+    actions = ["resend", "export_csv"]
     inlines = [TranscriptEmailInline]
+    fieldsets = [
+        ("Lead", {"fields": ["name", "email", "phone", "vehicle", "details", "mode", "page_link"]}),
+        ("The mail", {"fields": ["subject", "recipient_list", "mail_preview", "text_body"]}),
+        (
+            "Sending",
+            {"fields": ["status", "delivery_state", "attempts", "sent_at", "error", "visitor_copy"]},
+        ),
+        (
+            "Conversation",
+            {"fields": ["thread_id", "item_count", "visitor_id", "requested_by", "created_at", "updated_at"]},
+        ),
+    ]
+    readonly_fields = [
+        "name",
+        "email",
+        "phone",
+        "vehicle",
+        "details",
+        "mode",
+        "page_link",
+        "subject",
+        "recipient_list",
+        "mail_preview",
+        "text_body",
+        "status",
+        "delivery_state",
+        "attempts",
+        "sent_at",
+        "error",
+        "visitor_copy",
+        "thread_id",
+        "item_count",
+        "visitor_id",
+        "requested_by",
+        "created_at",
+        "updated_at",
+    ]
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return [field.name for field in self.model._meta.fields]
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TranscriptChangeList
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    @admin.display(description="Recipients")
+    def recipient_list(self, transcript: Transcript) -> str:
+        return ", ".join(transcript.recipients) or "—"
+
+    @admin.display(description="Page")
+    def page_link(self, transcript: Transcript) -> SafeString | str:
+        return _link_if_web(transcript.page_url)
+
+    @admin.display(description="As staff read it")
+    def mail_preview(self, transcript: Transcript) -> SafeString | str:
+        if not transcript.body_html:
+            return "Not rendered: the conversation could not be read from OpenAI. Resending reads it again."
+        # The mail's own HTML, in a sandbox: no scripts, and its styles stay out of the admin.
+        return format_html(
+            '<iframe sandbox="" referrerpolicy="no-referrer" title="The transcript mail" srcdoc="{}" '
+            'style="width:760px;max-width:100%;height:560px;border:1px solid #ccc;background:#fff;">'
+            "</iframe>",
+            transcript.body_html,
+        )
+
+    @admin.display(description="Plain-text part")
+    def text_body(self, transcript: Transcript) -> SafeString | str:
+        if not transcript.body_text:
+            return "—"
+        return format_html('<pre style="white-space:pre-wrap;margin:0;">{}</pre>', transcript.body_text)
+
+    @admin.action(description="Resend the selected transcripts", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[Transcript]) -> None:
+        # The changelist's queryset defers the mail bodies that sending needs.
+        transcripts = list(Transcript.objects.filter(pk__in=queryset.values("pk")).order_by("created_at"))
+        if len(transcripts) > ADMIN_RESEND_LIMIT:
+            self.message_user(
+                request,
+                f"Select at most {ADMIN_RESEND_LIMIT} transcripts, or use `manage.py resend_transcript`.",
+                messages.ERROR,
+            )
+            return
+        sent, failed = 0, []
+        for transcript in transcripts:
+            try:
+                transcript_resend(transcript=transcript)
+            except ServiceError as exc:
+                failed.append(f"#{transcript.id}: {exc.message}")
+            else:
+                sent += 1
+        if sent:
+            self.message_user(request, f"{sent} transcript(s) sent again.", messages.SUCCESS)
+        if failed:
+            self.message_user(request, "Not sent: " + " ".join(failed), messages.ERROR)
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.resend_transcript")
+
+    @admin.action(description="Export the selected transcripts as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Transcript]) -> StreamingHttpResponse:
+        columns = [
+            "id",
+            "created_at",
+            "name",
+            "email",
+            "phone",
+            "vehicle",
+            "details",
+            "mode",
+            "page_url",
+            "status",
+            "delivery_state",
+            "recipients",
+            "attempts",
+            "sent_at",
+            "thread_id",
+        ]
+        rows = Transcript.objects.filter(pk__in=queryset.values("pk")).order_by("-created_at", "-id")
+        writer = csv.writer(_Echo())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow(columns)
+            values: Iterable[tuple[Any, ...]] = rows.values_list(*columns).iterator()
+            for row in values:
+                yield writer.writerow([_csv_cell(value) for value in row])
+
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        return StreamingHttpResponse(
+            lines(),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="transcripts-{stamp}.csv"'},
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A log: read it, resend from it, but never edit what was recorded.
         return False

@@ -7,6 +7,15 @@ class TranscriptStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class DeliveryState(models.TextChoices):
+    """What SES reported about a message after accepting it (through SNS notifications)."""
+
+    UNREPORTED = "unreported", "No report yet"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+
+
 class Transcript(models.Model):
     """One chat transcript with the visitor's lead details, recorded before it is mailed.
 
@@ -51,9 +60,18 @@ class Transcript(models.Model):
     error = models.TextField(blank=True, help_text="The last error, if the last attempt failed.")
     attempts = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
+    delivery_state = models.CharField(
+        max_length=16,
+        choices=DeliveryState.choices,
+        default=DeliveryState.UNREPORTED,
+        db_index=True,
+        help_text="What SES reported for the latest message to each audience: the worst of "
+        "its recipients' reports, or delivered once every recipient's delivery is reported.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("resend_transcript", "Can resend transcripts")]
 
     def __str__(self) -> str:
         return f"{self.name or 'Website visitor'} - {self.mode} ({self.thread_id})"
@@ -85,3 +103,41 @@ class TranscriptEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_audience_display()} to {', '.join(self.to)} ({self.status})"
+
+
+class DeliveryReport(models.Model):
+    """One SES report (delivery, bounce or complaint) about one recipient of one message.
+
+    Reports are kept as they arrive, never merged: SES does not promise their order, and a
+    recipient can be delivered first and bounce or complain later.
+    """
+
+    email = models.ForeignKey(TranscriptEmail, on_delete=models.CASCADE, related_name="reports")
+    recipient = models.CharField(max_length=254)
+    state = models.CharField(max_length=16, choices=DeliveryState.choices)
+    bounce_type = models.CharField(
+        max_length=32, blank=True, help_text="Permanent, Transient or Undetermined."
+    )
+    bounce_subtype = models.CharField(
+        max_length=64, blank=True, help_text="e.g. General, NoEmail, MailboxFull."
+    )
+    detail = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="The receiving server's answer, the bounce diagnostic or the complaint type.",
+    )
+    reported_at = models.DateTimeField(help_text="When SES says it happened.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    sns_message_id = models.CharField(max_length=100, help_text="The SNS notification that carried it.")
+
+    class Meta:
+        ordering = ["reported_at", "id"]
+        constraints = [
+            # SNS delivers at least once: the same notification may arrive again.
+            models.UniqueConstraint(
+                fields=["sns_message_id", "email", "recipient"], name="delivery_report_once_per_notification"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.get_state_display()}"

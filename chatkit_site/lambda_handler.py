@@ -2,7 +2,9 @@
 
 HTTP events of every kind (API Gateway REST and HTTP APIs, Function URLs, ALB) go to Django
 through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs a
-management command. Anything else is logged and answered with a clear error.
+management command, SNS records (SES delivery notifications) are recorded on their
+transcripts, and an EventBridge schedule runs the retention purge. Anything else is logged
+and answered with a clear error.
 """
 
 import itertools
@@ -165,18 +167,37 @@ def _handle_manage(command: str | list[str]) -> dict[str, Any]:
     return {"exit_code": exit_code, "output": stdout.getvalue(), "errors": stderr.getvalue()}
 
 
+def _is_sns_event(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return bool(records) and all(
+        isinstance(record, dict) and record.get("EventSource") == "aws:sns" for record in records
+    )
+
+
+def _is_scheduled_event(event: dict[str, Any]) -> bool:
+    """An EventBridge rule on a schedule: the only schedule this function has is the purge."""
+    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+
+
 def handler(event: Any, context: Any) -> Any:
     if isinstance(event, dict):
         if _is_http_event(event):
             return _handle_http(event, context)
         if "manage" in event:
             return _handle_manage(event["manage"])
+        if _is_sns_event(event):
+            # Imported here: models can only be imported once the WSGI import set Django up.
+            from chatkit_api.services import sns_lambda_event_handle
+
+            return sns_lambda_event_handle(event=event)
+        if _is_scheduled_event(event):
+            return _handle_manage(["purge_transcripts"])
     described = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
     logger.error("Unsupported Lambda event: %s", described)
     return {
         "ok": False,
         "error": (
-            "Unsupported event. Expected an HTTP event (API Gateway, Function URL, ALB) "
-            'or {"manage": "<command>"}.'
+            "Unsupported event. Expected an HTTP event (API Gateway, Function URL, ALB), "
+            'an SNS notification, a scheduled event or {"manage": "<command>"}.'
         ),
     }

@@ -225,3 +225,25 @@ AWS_SES_CONFIGURATION_SET = env_str("SES_CONFIGURATION_SET") or None
 # django-ses's throttle keeps its counters in process memory, which means nothing across
 # Lambda instances, and costs a GetSendQuota call per cold start.
 AWS_SES_AUTO_THROTTLE = None
+
+# A transcript is deleted with its messages and delivery reports this many days after it
+# was recorded, by `manage.py purge_transcripts` (run it daily).
+TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 365)
+# A transcript still `pending` this long after its last change was abandoned by a process
+# that died (a Lambda invocation lasts 15 minutes at most); `resend_transcript --failed`
+# then picks it up.
+TRANSCRIPT_PENDING_TIMEOUT_MINUTES = env_int("TRANSCRIPT_PENDING_TIMEOUT_MINUTES", 15)
+if TRANSCRIPT_RETENTION_DAYS < 1 or TRANSCRIPT_PENDING_TIMEOUT_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "TRANSCRIPT_RETENTION_DAYS and TRANSCRIPT_PENDING_TIMEOUT_MINUTES must be at least 1."
+    )
+
+# --- SES delivery tracking (SNS) -------------------------------------------------
+
+# SES publishes deliveries, bounces and complaints to these SNS topics; notifications from
+# any other topic are rejected, and none is accepted while the list is empty. The names are
+# django-ses's settings, which its webhook reads too.
+AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = env_list("SES_NOTIFICATION_TOPIC_ARNS")
+# SNS signing certificates are served only from sns.<region>.amazonaws.com; django-ses's
+# default also trusts any host under amazon.com.
+AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS = ["amazonaws.com"]

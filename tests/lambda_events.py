@@ -183,3 +183,34 @@ def alb_event(
         event["headers"] = all_headers
         event["queryStringParameters"] = {}
     return event
+
+
+def sns_record(*, message: dict[str, Any]) -> dict[str, Any]:
+    """One record of an SNS event, from a message in the form SNS POSTs over HTTPS.
+
+    Lambda renames two fields (`SigningCertUrl`, `UnsubscribeUrl`), always has `Subject`
+    (null when there is none) and `MessageAttributes`.
+    """
+    return {
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": f"{message['TopicArn']}:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+        "EventSource": "aws:sns",
+        "Sns": {
+            "Type": message["Type"],
+            "MessageId": message["MessageId"],
+            "TopicArn": message["TopicArn"],
+            "Subject": message.get("Subject"),
+            "Message": message["Message"],
+            "Timestamp": message["Timestamp"],
+            "SignatureVersion": message.get("SignatureVersion"),
+            "Signature": message.get("Signature"),
+            "SigningCertUrl": message.get("SigningCertURL"),
+            "UnsubscribeUrl": message.get("UnsubscribeURL"),
+            "MessageAttributes": {},
+        },
+    }
+
+
+def sns_event(*, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SNS event as Lambda receives it: one record per message."""
+    return {"Records": [sns_record(message=message) for message in messages]}

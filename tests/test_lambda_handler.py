@@ -5,12 +5,15 @@ import logging
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command
+from django.utils import timezone
 
+from chatkit_api.models import Transcript
 from chatkit_site.lambda_handler import handler, make_http_handler
 from tests.lambda_events import alb_event, function_url_event, http_api_v2_event, rest_api_v1_event
 
@@ -234,6 +237,13 @@ def test_text_response_is_plain_text(fake_chatkit):
 # --- client address -----------------------------------------------------------------
 
 
+def test_records_from_another_source_are_not_taken_for_sns():
+    response = handler({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, None)
+
+    assert response["ok"] is False
+    assert "Unsupported event" in response["error"]
+
+
 def _environ_seen_by_django(event):
     """Run the event through the handler's adapter and return the WSGI environ Django got."""
     seen = {}
@@ -372,3 +382,28 @@ def test_handler_starts_with_sqlite_when_explicitly_allowed():
 
 def test_handler_starts_with_a_database_url():
     assert _import_handler({"DATABASE_URL": "postgres://u@127.0.0.1:5432/db"}).returncode == 0
+
+
+def test_scheduled_event_runs_the_retention_purge():
+    # The shape EventBridge sends for a rule on a schedule.
+    event = {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-25T03:17:00Z",
+        "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/chatkit-purge"],
+        "detail": {},
+    }
+
+    old = Transcript.objects.create(thread_id="cthr_old", requested_by="server")
+    Transcript.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=400))
+    recent = Transcript.objects.create(thread_id="cthr_recent", requested_by="server")
+
+    result = handler(event, None)
+
+    assert result["exit_code"] == 0
+    assert "Deleted 1 transcript(s) older than 365 days." in result["output"]
+    assert list(Transcript.objects.values_list("pk", flat=True)) == [recent.pk]

@@ -1,0 +1,69 @@
+"""Delete transcripts past the retention window, with their messages and delivery reports.
+
+    manage.py purge_transcripts                  # older than TRANSCRIPT_RETENTION_DAYS
+    manage.py purge_transcripts --older-than 90
+    manage.py purge_transcripts --dry-run
+
+Run it daily (cron, or a scheduled Lambda invocation) so that no visitor's details are kept
+longer than the privacy notice says. Deleted rows are gone: there is no undo.
+"""
+
+from argparse import ArgumentParser, ArgumentTypeError
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db.models import Count, Max, Min
+from django.utils import timezone
+
+from chatkit_api.services import transcripts_past_retention, transcripts_purge
+
+
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"{value!r} is not a whole number of days.") from None
+    if days < 1:
+        raise ArgumentTypeError("must be at least 1 day.")
+    return days
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete transcripts recorded more than DAYS days ago (default TRANSCRIPT_RETENTION_DAYS), "
+        "with their messages and delivery reports."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=_days,
+            metavar="DAYS",
+            help="Retention window in days (default: TRANSCRIPT_RETENTION_DAYS).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        days = options["older_than"] or settings.TRANSCRIPT_RETENTION_DAYS
+        verbosity = options["verbosity"]
+        if options["dry_run"]:
+            expired = transcripts_past_retention(older_than_days=days).aggregate(
+                count=Count("id"), oldest=Min("created_at"), newest=Max("created_at")
+            )
+            if verbosity:
+                span = ""
+                if expired["count"]:
+                    oldest = timezone.localtime(expired["oldest"])
+                    newest = timezone.localtime(expired["newest"])
+                    span = f", recorded {oldest:%Y-%m-%d} to {newest:%Y-%m-%d}"
+                self.stdout.write(
+                    f"Dry run: {expired['count']} transcript(s) older than {days} days "
+                    f"would be deleted{span}."
+                )
+            return
+        deleted = transcripts_purge(older_than_days=days)
+        if verbosity:
+            self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} transcript(s) older than {days} days."))

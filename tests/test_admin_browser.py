@@ -1,0 +1,111 @@
+"""The transcript admin in a real browser: headless Chromium, driven through ChromeDriver.
+
+Debian's `chromium` and `chromium-driver` packages provide both (`.ci/install-chromium`
+installs them); without them this test is skipped and says why.
+"""
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from chatkit_api.models import Transcript, TranscriptStatus
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Chromium and ChromeDriver on PATH (Debian: chromium, chromium-driver; "
+        "`.ci/install-chromium` installs them)",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = Options()
+    options.binary_location = CHROMIUM or ""
+    for argument in (
+        "--headless=new",
+        # Chromium's sandbox cannot start as root, which is how CI runs.
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1024",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER or ""), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for(browser: WebDriver, condition) -> object:
+    return WebDriverWait(browser, 15).until(condition)
+
+
+def test_staff_log_in_search_and_read_a_transcript(live_server, browser, settings, django_user_model):
+    # The live server speaks plain HTTP; the admin's cookies are Secure outside debug.
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    django_user_model.objects.create_superuser("staff", "staff@shop.example", PASSWORD)
+    wanted = Transcript.objects.create(
+        thread_id="cthr_browser",
+        requested_by="visitor",
+        name="Zoë Brontë",
+        email="zoe@visitor.example",
+        vehicle="2019 Škoda Octavia",
+        page_url="https://shop.example/quote",
+        status=TranscriptStatus.SENT,
+        recipients=["leads@shop.example"],
+        subject="[Chat] Zoë Brontë - quote",
+        body_text="Mode: quote\n\n---\n\n[2026-11-25 16:49 UTC] User: Front brakes squeal.\n",
+        body_html="<!DOCTYPE html><html><body><h1>[Chat] Zoë Brontë - quote</h1>"
+        "<div>User: Front brakes squeal.</div></body></html>",
+    )
+    Transcript.objects.create(
+        thread_id="cthr_other", requested_by="server", name="Sam Other", vehicle="Ford Focus"
+    )
+
+    browser.get(f"{live_server.url}/admin/")
+    wait_for(browser, expected_conditions.presence_of_element_located((By.ID, "id_username")))
+    browser.find_element(By.ID, "id_username").send_keys("staff")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(browser, expected_conditions.presence_of_element_located((By.LINK_TEXT, "Transcripts")))
+
+    browser.find_element(By.LINK_TEXT, "Transcripts").click()
+    search = wait_for(browser, expected_conditions.presence_of_element_located((By.ID, "searchbar")))
+    search.send_keys("Octavia")
+    search.submit()
+    wait_for(browser, expected_conditions.url_contains("q=Octavia"))
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 1
+    assert "Zoë Brontë" in rows[0].text
+    assert "zoe@visitor.example" in rows[0].text
+
+    rows[0].find_element(By.LINK_TEXT, "Zoë Brontë").click()
+    wait_for(browser, expected_conditions.url_contains(f"/transcript/{wanted.pk}/"))
+    assert "View transcript" in browser.find_element(By.TAG_NAME, "h1").text
+    page_link = browser.find_element(By.LINK_TEXT, "https://shop.example/quote")
+    assert page_link.get_attribute("target") == "_blank"
+    assert "User: Front brakes squeal." in browser.find_element(By.CSS_SELECTOR, "pre").text
+
+    frame = browser.find_element(By.CSS_SELECTOR, "iframe[title='The transcript mail']")
+    browser.switch_to.frame(frame)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "[Chat] Zoë Brontë - quote"
+    assert "User: Front brakes squeal." in browser.find_element(By.TAG_NAME, "body").text
+    browser.switch_to.default_content()
