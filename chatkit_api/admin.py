@@ -19,7 +19,6 @@ from django.utils.safestring import SafeString
 
 from chatkit_api.exceptions import ServiceError
 from chatkit_api.models import DeliveryReport, Transcript, TranscriptEmail
-from chatkit_api.services import transcript_resend
 
 # Large text columns that the changelist never shows: not loaded for a page of rows.
 LARGE_FIELDS = ("body_text", "body_html", "details", "error")
@@ -201,6 +200,10 @@ class TranscriptAdmin(admin.ModelAdmin):
                 messages.ERROR,
             )
             return
+        # Imported here: the admin loads with Django itself, for every request and command,
+        # and the service brings the OpenAI SDK with it.
+        from chatkit_api.services import transcript_resend
+
         sent, failed = 0, []
         for transcript in transcripts:
             try:

@@ -1,25 +1,21 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
-import json
 import re
 from typing import Any
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django_ses.views import SESEventWebhookView
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatkit_api import sns
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
-from chatkit_api.exceptions import NotConfigured
 from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.rendering import Lead
-from chatkit_api.services import chatkit_session_create, ses_notification_record, transcript_send
+from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
 
 # Characters that end a line somewhere: in a mail header any of them could start a new
@@ -126,44 +122,16 @@ class TranscriptApi(ChatKitApiView):
         return Response({"ok": True, "id": transcript.id})
 
 
-class SesNotificationsWebhook(SESEventWebhookView):
-    """`POST /api/chatkit/ses-notifications`: SES notifications from an SNS HTTPS subscription.
+@csrf_exempt
+def ses_notifications(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """`POST /api/chatkit/ses-notifications`, see chatkit_api.ses_webhook.
 
-    django-ses's webhook reads the body, checks the signature and the topic, and confirms
-    the subscription; deliveries, bounces and complaints are recorded here.
+    Imported on its first request: the webhook needs django-ses and boto3, which the
+    session and transcript calls must not pay for at start-up.
     """
+    from chatkit_api.ses_webhook import SesNotificationsWebhook
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not settings.AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS:
-            error = NotConfigured(["SES_NOTIFICATION_TOPIC_ARNS"])
-            return JsonResponse({"error": error.message, **error.extra}, status=error.status_code)
-        try:
-            message = json.loads(request.body)
-        except ValueError:
-            message = None
-        if isinstance(message, dict) and not sns.sns_topic_trusted(message):
-            # Checked before django-ses checks the signature, which may download a certificate.
-            return JsonResponse({"error": "Untrusted topic."}, status=400)
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 400:
-            # django-ses states the reason as plain text; this API answers JSON.
-            return JsonResponse({"error": response.content.decode()}, status=400)
-        return response
-
-    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return JsonResponse({"error": "Method not allowed."}, status=405, headers={"Allow": "POST"})
-
-    def verify_event_message(self, notification: Any) -> bool:
-        return sns.sns_signature_valid(notification)
-
-    def verify_event_topic(self, notification: Any) -> bool:
-        return sns.sns_topic_trusted(notification)
-
-    def handle_delivery(self, notification: dict[str, Any], message: dict[str, Any]) -> None:
-        ses_notification_record(notification=message, sns_message_id=str(notification.get("MessageId", "")))
-
-    handle_bounce = handle_delivery
-    handle_complaint = handle_delivery
+    return SesNotificationsWebhook.as_view()(request, *args, **kwargs)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

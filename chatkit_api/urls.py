@@ -1,11 +1,11 @@
 from django.urls import re_path
 
-from chatkit_api.apis import SesNotificationsWebhook, SessionApi, TranscriptApi
+from chatkit_api.apis import SessionApi, TranscriptApi, ses_notifications
 
 # The trailing slash is optional: the old handler matched on the path's end and some
 # frontends add one.
 urlpatterns = [
     re_path(r"^session/?$", SessionApi.as_view(), name="chatkit-session"),
     re_path(r"^transcript/?$", TranscriptApi.as_view(), name="chatkit-transcript"),
-    re_path(r"^ses-notifications/?$", SesNotificationsWebhook.as_view(), name="ses-notifications"),
+    re_path(r"^ses-notifications/?$", ses_notifications, name="ses-notifications"),
 ]

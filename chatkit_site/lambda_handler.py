@@ -187,7 +187,7 @@ def handler(event: Any, context: Any) -> Any:
             return _handle_manage(event["manage"])
         if _is_sns_event(event):
             # Imported here: models can only be imported once the WSGI import set Django up.
-            from chatkit_api.services import sns_lambda_event_handle
+            from chatkit_api.delivery import sns_lambda_event_handle
 
             return sns_lambda_event_handle(event=event)
         if _is_scheduled_event(event):

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chatkit_api.models import Transcript
 from chatkit_site.lambda_handler import handler, make_http_handler
+from tests.fake_chatkit import API_KEY
 from tests.lambda_events import alb_event, function_url_event, http_api_v2_event, rest_api_v1_event
 
 pytestmark = pytest.mark.django_db
@@ -407,3 +408,33 @@ def test_scheduled_event_runs_the_retention_purge():
     assert result["exit_code"] == 0
     assert "Deleted 1 transcript(s) older than 365 days." in result["output"]
     assert list(Transcript.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_a_session_call_loads_neither_boto3_nor_django_ses(chatkit_server, tmp_path):
+    """Cold start: what a session call does not need is not imported at start-up."""
+    code = """
+import json, sys
+from chatkit_site.lambda_handler import handler
+from tests.lambda_events import http_api_v2_event
+status = handler(http_api_v2_event(), None)["statusCode"]
+loaded = [name for name in ("boto3", "botocore", "django_ses") if name in sys.modules]
+print(json.dumps({"status": status, "loaded": loaded}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": chatkit_server.base_url,
+            "CHATKIT_WORKFLOW_ID": "wf_test",
+            "LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": []}, result.stderr
