@@ -1,8 +1,5 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
-import re
-from typing import Any
-
 from django.core.validators import RegexValidator
 from django.http import HttpRequest, JsonResponse
 from rest_framework import serializers
@@ -12,34 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
-from chatkit_api.rendering import Lead
+from chatkit_api.serializers import LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
-
-# Characters that end a line somewhere: in a mail header any of them could start a new
-# header (CR/LF), truncate it (NUL) or be turned into a line break by a mail client.
-_LINE_BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-
-
-def single_line(value: str) -> None:
-    if _LINE_BREAKS.search(value):
-        raise serializers.ValidationError("Must be a single line (no line breaks or NUL).")
-
-
-def _text(
-    max_length: int, *, multiline: bool = False, validators: tuple[Any, ...] = ()
-) -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        max_length=max_length,
-        validators=([] if multiline else [single_line]) + list(validators),
-    )
-
-
-def _clean(data: dict[str, Any], key: str, default: str = "") -> str:
-    return data.get(key) or default
 
 
 class SessionApi(APIView):
@@ -51,11 +23,11 @@ class SessionApi(APIView):
     class InputSerializer(serializers.Serializer):
         # A `user` field may arrive from older frontends; it is ignored on purpose, because
         # the ChatKit user must come from the signed cookie, never from the request.
-        locale = _text(
+        locale = text_field(
             35,
             validators=(RegexValidator(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "Not a locale."),),
         )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
+        pageUrl = text_field(2000)  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -65,8 +37,8 @@ class SessionApi(APIView):
         visitor_id = visitor_from_request(request) or visitor_new_id()
         session = chatkit_session_create(
             visitor_id=visitor_id,
-            locale=_clean(data, "locale"),
-            page_url=_clean(data, "pageUrl"),
+            locale=clean(data, "locale"),
+            page_url=clean(data, "pageUrl"),
         )
         response = Response({"client_secret": session.client_secret, "expires_at": session.expires_at})
         visitor_set_cookie(response, visitor_id)
@@ -79,21 +51,11 @@ class TranscriptApi(APIView):
     authentication_classes = [TranscriptTokenAuthentication, VisitorCookieAuthentication]
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(LeadSerializer):
         threadId = serializers.CharField(  # noqa: N815 - the frontend's field name
             max_length=128,
             validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Not a thread id.")],
         )
-        email = serializers.EmailField(required=False, allow_blank=True, allow_null=True, max_length=254)
-        name = _text(200)
-        phone = _text(50)
-        vehicle = _text(200)
-        details = _text(5000, multiline=True)
-        mode = _text(
-            32,
-            validators=(RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only."),),
-        )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -103,15 +65,7 @@ class TranscriptApi(APIView):
         transcript = transcript_send(
             caller=request.user,
             thread_id=data["threadId"],
-            lead=Lead(
-                name=_clean(data, "name"),
-                email=_clean(data, "email"),
-                phone=_clean(data, "phone"),
-                vehicle=_clean(data, "vehicle"),
-                details=_clean(data, "details"),
-                mode=_clean(data, "mode", "quote"),
-                page_url=_clean(data, "pageUrl"),
-            ),
+            lead=lead_from(data),
         )
         return Response({"ok": True, "id": transcript.id})
 

@@ -71,6 +71,13 @@ def _field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "body": [str(detail)]}
 
 
+def validation_summary(detail: Any) -> tuple[str, dict[str, list[str]]]:
+    """A one-line message naming each invalid field, and the problems per field."""
+    fields = _field_errors(detail)
+    summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+    return f"Invalid request. {summary}", fields
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         if exc.status_code >= 500:
@@ -78,9 +85,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return error_response(exc.status_code, exc.message, **exc.extra)
 
     if isinstance(exc, drf_exceptions.ValidationError):
-        fields = _field_errors(exc.detail)
-        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
-        return error_response(400, f"Invalid request. {summary}", fields=fields)
+        message, fields = validation_summary(exc.detail)
+        return error_response(400, message, fields=fields)
 
     response = drf_exception_handler(exc, context)
     if response is not None:
