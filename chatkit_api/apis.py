@@ -1,14 +1,18 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.validators import RegexValidator
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
+from chatkit_api.exceptions import RequestTooLarge
 from chatkit_api.serializers import LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
@@ -68,6 +72,55 @@ class TranscriptApi(APIView):
             lead=lead_from(data),
         )
         return Response({"ok": True, "id": transcript.id})
+
+
+class _AnyAccept(BaseContentNegotiation):
+    """The ChatKit client may ask for `text/event-stream`; errors are JSON whatever it accepts."""
+
+    def select_parser(self, request, parsers):  # type: ignore[no-untyped-def]
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):  # type: ignore[no-untyped-def]
+        return renderers[0], renderers[0].media_type
+
+
+def _host_can_stream(request: HttpRequest) -> bool:
+    # apig-wsgi hands Lambda one complete response, so API Gateway and Function URLs never
+    # see a stream; other hosts stream unless the setting says their proxy buffers.
+    return settings.CHATKIT_STREAM_RESPONSES and "apig_wsgi.full_event" not in request.META
+
+
+class ChatKitApi(APIView):
+    """`POST /api/chatkit`: the ChatKit protocol, served here in self-hosted mode.
+
+    The visitor cookie scopes every thread; a browser without one gets one on its first call.
+    """
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    content_negotiation_class = _AnyAccept
+
+    def post(self, request: Request) -> HttpResponseBase:
+        # Imported here: the ChatKit and Agents SDKs take about a second to import, which a
+        # managed deployment should not pay at every cold start.
+        from chatkit_api.chatkit_server import chatkit_request_process
+
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise RequestTooLarge() from None
+        visitor_id = visitor_from_request(request) or visitor_new_id()
+        reply = chatkit_request_process(visitor_id=visitor_id, body=body, stream=_host_can_stream(request))
+        response: HttpResponseBase
+        if reply.stream is not None:
+            response = StreamingHttpResponse(reply.stream, content_type=reply.content_type)
+            # Proxies such as nginx would otherwise hold the events back until the end.
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+        else:
+            response = HttpResponse(reply.body, content_type=reply.content_type)
+        visitor_set_cookie(response, visitor_id)
+        return response
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

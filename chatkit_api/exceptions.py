@@ -31,6 +31,17 @@ class NotConfigured(ServiceError):
         super().__init__(f"The service is not configured: {names} {verb} not set.", missing=missing)
 
 
+class NotServedInThisMode(ServiceError):
+    """An endpoint of the other CHATKIT_MODE: it does not exist in this deployment."""
+
+    status_code = 404
+
+
+class RequestTooLarge(ServiceError):
+    status_code = 413
+    message = "The request body is too large."
+
+
 class ThreadNotFound(ServiceError):
     status_code = 404
     message = "Thread not found."

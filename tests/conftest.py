@@ -12,7 +12,9 @@ from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
 
 from chatkit_api import openai_gateway
+from tests.chatkit_agents import MODEL
 from tests.fake_chatkit import API_KEY, FakeChatKit
+from tests.fake_model import ScriptedModel
 
 SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
@@ -120,3 +122,15 @@ def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def self_hosted(fake_chatkit: FakeChatKit, settings) -> Iterator[ScriptedModel]:
+    """Self-hosted mode answered by the scripted test agent; its model is what the test gets."""
+    settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_AGENT = "tests.chatkit_agents:scripted_agent"
+    settings.CHATKIT_STREAM_RESPONSES = True
+    settings.CHATKIT_AGENT_TRACING = False
+    MODEL.reset()
+    yield MODEL
+    MODEL.reset()
