@@ -1,13 +1,20 @@
 """AWS Lambda entry point: HTTP events go to Django through apig-wsgi."""
 
+import importlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from apig_wsgi import make_lambda_handler
+from django.conf import settings
 
 # Importing the WSGI module sets Django up: once per container, outside the request path.
 from chatkit_site.wsgi import application
+
+if settings.CHATKIT_MODE == "self_hosted":
+    # The ChatKit and Agents SDKs take about a second to import; load them while Lambda sets
+    # the container up rather than in the first visitor's request.
+    importlib.import_module("chatkit_api.chatkit_server")
 
 logger = logging.getLogger(__name__)
 

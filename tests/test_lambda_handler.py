@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +71,25 @@ def test_http_api_client_ip_ignores_a_forged_x_forwarded_for():
     event = http_api_v2_event(source_ip="198.51.100.21", headers={"x-forwarded-for": "10.9.9.9"})
 
     assert _environ_seen_by_django(event)["REMOTE_ADDR"] == "198.51.100.21"
+
+
+@pytest.mark.parametrize(("mode", "loaded"), [("managed", False), ("self_hosted", True)])
+def test_the_chatkit_sdks_are_loaded_at_init_only_when_self_hosted(mode, loaded):
+    # A fresh interpreter, as a Lambda container starts: managed deployments must not pay
+    # for importing the ChatKit and Agents SDKs, self-hosted ones pay it before any request.
+    code = (
+        "import sys, chatkit_site.lambda_handler; "
+        "print('chatkit.server' in sys.modules, 'agents' in sys.modules)"
+    )
+    env = {**os.environ, "CHATKIT_MODE": mode, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+
+    result = subprocess.run(  # noqa: S603 - the test's own interpreter and code
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(loaded), str(loaded)]
