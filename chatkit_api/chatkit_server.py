@@ -48,14 +48,21 @@ from chatkit_api import openai_gateway
 from chatkit_api.agent import agent_load
 from chatkit_api.chatkit_store import ChatKitContext, DjangoStore
 from chatkit_api.event_loop import RequestEventLoop
-from chatkit_api.exceptions import NotConfigured, NotServedInThisMode, ServiceError, validation_summary
+from chatkit_api.exceptions import (
+    ChatKitItemNotFound,
+    InvalidChatKitRequest,
+    NotConfigured,
+    NotServedInThisMode,
+    ServiceError,
+    validation_summary,
+)
 from chatkit_api.models import ChatKitThread
 from chatkit_api.serializers import LeadSerializer, lead_from
 from chatkit_api.services import Caller, self_hosted, transcript_send
 
 logger = logging.getLogger(__name__)
 
-# The action the widget sends to mail the conversation (see README, "Send recap").
+# The action the widget sends to mail the conversation (see README, "Send recap from the widget").
 RECAP_ACTION = "send_recap"
 # How many of a thread's latest items the agent reads on each turn.
 HISTORY_ITEMS = 100
@@ -63,16 +70,6 @@ HISTORY_ITEMS = 100
 TITLE_LENGTH = 60
 
 _CHATKIT_REQUEST: TypeAdapter[Any] = TypeAdapter(ChatKitReq)
-
-
-class InvalidChatKitRequest(ServiceError):
-    status_code = 400
-
-
-class ChatKitItemNotFound(ServiceError):
-    """No such thread, item or attachment for this visitor (another visitor's included)."""
-
-    status_code = 404
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,7 @@ def _error_chunk() -> bytes:
     return b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
-def _sse(event_loop: RequestEventLoop, events: Iterator[bytes], first: bytes) -> Iterator[bytes]:
+def sse_stream(event_loop: RequestEventLoop, events: Iterator[bytes], first: bytes) -> Iterator[bytes]:
     """The stream after its first event; a failure from here on can only be reported in it."""
     try:
         yield first
@@ -247,7 +244,7 @@ def chatkit_request_process(*, visitor_id: str, body: bytes, stream: bool) -> Ch
     if isinstance(result, NonStreamingResult):
         event_loop.close()
         return ChatKitReply(content_type="application/json", body=result.json)
-    chunks = _sse(event_loop, events, first)
+    chunks = sse_stream(event_loop, events, first)
     if stream:
         return ChatKitReply(content_type="text/event-stream", stream=chunks)
     return ChatKitReply(content_type="text/event-stream", body=b"".join(chunks))

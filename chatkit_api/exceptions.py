@@ -47,6 +47,18 @@ class ThreadNotFound(ServiceError):
     message = "Thread not found."
 
 
+class InvalidChatKitRequest(ServiceError):
+    """A ChatKit protocol request this server cannot read or will not serve."""
+
+    status_code = 400
+
+
+class ChatKitItemNotFound(ServiceError):
+    """No such thread, item or attachment for this visitor (another visitor's included)."""
+
+    status_code = 404
+
+
 class UpstreamError(ServiceError):
     """OpenAI could not be reached or answered with an error."""
 

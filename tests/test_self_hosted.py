@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.test import Client
 
-from chatkit_api.chatkit_server import _sse
+from chatkit_api.chatkit_server import sse_stream
 from chatkit_api.event_loop import RequestEventLoop
 from chatkit_api.models import ChatKitThread, ChatKitThreadItem
 from tests.chatkit_agents import INSTRUCTIONS
@@ -434,7 +434,7 @@ def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(cap
         raise RuntimeError("database went away")
 
     event_loop = RequestEventLoop()
-    chunks = list(_sse(event_loop, events(), b'data: {"type":"thread.created"}\n\n'))
+    chunks = list(sse_stream(event_loop, events(), b'data: {"type":"thread.created"}\n\n'))
 
     assert sse_events(b"".join(chunks))[-1] == {"type": "error", "code": "stream.error", "allow_retry": True}
     assert "database went away" in caplog.text
