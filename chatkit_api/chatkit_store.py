@@ -51,7 +51,9 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _as_json(model: BaseModel, created_at: datetime, **exclude: bool) -> dict[str, Any]:
+def _as_json(
+    model: BaseModel, created_at: datetime, *, exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     data = model.model_dump(mode="json", exclude=set(exclude))
     data["created_at"] = created_at.isoformat()
     return data
@@ -96,7 +98,8 @@ def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
     created_at = _aware(thread.created_at)
     fields = {
         "title": (thread.title or "")[: ChatKitThread._meta.get_field("title").max_length],
-        "data": _as_json(thread, created_at, items=True),
+        # The server may hand over a whole Thread; its items are rows of their own.
+        "data": _as_json(thread, created_at, exclude=frozenset({"items"})),
     }
     updated = ChatKitThread.objects.filter(pk=thread.id, visitor_id=visitor_id).update(
         updated_at=timezone.now(), **fields

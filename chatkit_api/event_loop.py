@@ -1,9 +1,9 @@
 """Running the async ChatKit server from a WSGI request, with the ORM on the request's thread.
 
 The ChatKit server and the Agents SDK are async; this service is WSGI (runserver, any WSGI
-server, apig-wsgi on Lambda). A request gets its own event loop in a helper thread, and every
-synchronous call the async code makes through `RequestEventLoop.call` (the database, mail)
-is handed back to the request's own thread. That keeps Django's per-thread connection handling
+server, apig-wsgi on Lambda). A request gets an event loop running in a thread of its own,
+and every synchronous call the async code makes through `RequestEventLoop.call` (the
+database, mail) is handed back to the request's own thread. That keeps Django's per-thread connection handling
 intact: the queries use the request's connection, which Django opens and closes around the
 request (and which a test's transaction covers), never a connection left open in a pool thread.
 
@@ -50,7 +50,7 @@ class _Finished:
 
 
 class RequestEventLoop:
-    """An event loop in a helper thread for one request; sync calls run on the request thread."""
+    """An event loop in its own thread for one request; sync calls run on the request thread."""
 
     def __init__(self) -> None:
         self._inbox: SimpleQueue[_Call | _Value | _Finished] = SimpleQueue()
