@@ -18,7 +18,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from chatkit_api.exceptions import ServiceError
-from chatkit_api.models import DeliveryReport, Transcript, TranscriptEmail
+from chatkit_api.models import (
+    ChatKitAttachment,
+    ChatKitThread,
+    ChatKitThreadItem,
+    DeliveryReport,
+    Transcript,
+    TranscriptEmail,
+)
+from chatkit_api.rendering import conversation_text
 
 # Large text columns that the changelist never shows: not loaded for a page of rows.
 LARGE_FIELDS = ("body_text", "body_html", "details", "error")
@@ -260,4 +268,60 @@ class TranscriptAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A log: read it, resend from it, but never edit what was recorded.
+        return False
+
+
+class ChatKitThreadItemInline(admin.TabularInline):
+    model = ChatKitThreadItem
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "type", "item_id"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        # The items' JSON is read once, by the thread's conversation field, not per row.
+        return super().get_queryset(request).defer("data")
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(ChatKitThread)
+class ChatKitThreadAdmin(admin.ModelAdmin):
+    """Self-hosted conversations: read-only, shown as staff read them in a transcript mail."""
+
+    list_display = ["created_at", "title", "visitor_id", "updated_at"]
+    search_fields = ["id", "title", "visitor_id"]
+    date_hierarchy = "created_at"
+    fields = ["id", "title", "visitor_id", "created_at", "updated_at", "conversation"]
+    readonly_fields = fields
+    inlines = [ChatKitThreadItemInline]
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).defer("data")
+
+    @admin.display(description="Conversation")
+    def conversation(self, obj: ChatKitThread) -> str:
+        items = obj.items.order_by("created_at", "id").values_list("data", flat=True)
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", conversation_text(items))
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(ChatKitAttachment)
+class ChatKitAttachmentAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "name", "mime_type", "visitor_id", "thread"]
+    search_fields = ["id", "name", "visitor_id", "thread__id"]
+    list_select_related = ["thread"]
+    readonly_fields = ["id", "name", "mime_type", "visitor_id", "thread", "created_at", "data"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False

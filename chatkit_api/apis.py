@@ -1,10 +1,11 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
-import re
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.validators import RegexValidator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
@@ -13,35 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
+from chatkit_api.exceptions import RequestTooLarge
 from chatkit_api.negotiation import FirstParserAndRenderer
-from chatkit_api.rendering import Lead
+from chatkit_api.serializers import LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
-
-# Characters that end a line somewhere: in a mail header any of them could start a new
-# header (CR/LF), truncate it (NUL) or be turned into a line break by a mail client.
-_LINE_BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-
-
-def single_line(value: str) -> None:
-    if _LINE_BREAKS.search(value):
-        raise serializers.ValidationError("Must be a single line (no line breaks or NUL).")
-
-
-def _text(
-    max_length: int, *, multiline: bool = False, validators: tuple[Any, ...] = ()
-) -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        max_length=max_length,
-        validators=([] if multiline else [single_line]) + list(validators),
-    )
-
-
-def _clean(data: dict[str, Any], key: str, default: str = "") -> str:
-    return data.get(key) or default
 
 
 class ChatKitApiView(APIView):
@@ -57,11 +34,11 @@ class SessionApi(ChatKitApiView):
     class InputSerializer(serializers.Serializer):
         # A `user` field may arrive from older frontends; it is ignored on purpose, because
         # the ChatKit user must come from the signed cookie, never from the request.
-        locale = _text(
+        locale = text_field(
             35,
             validators=(RegexValidator(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "Not a locale."),),
         )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
+        pageUrl = text_field(2000)  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -71,8 +48,8 @@ class SessionApi(ChatKitApiView):
         visitor_id = visitor_from_request(request) or visitor_new_id()
         session = chatkit_session_create(
             visitor_id=visitor_id,
-            locale=_clean(data, "locale"),
-            page_url=_clean(data, "pageUrl"),
+            locale=clean(data, "locale"),
+            page_url=clean(data, "pageUrl"),
         )
         response = Response({"client_secret": session.client_secret, "expires_at": session.expires_at})
         visitor_set_cookie(response, visitor_id)
@@ -85,21 +62,11 @@ class TranscriptApi(ChatKitApiView):
     authentication_classes = [TranscriptTokenAuthentication, VisitorCookieAuthentication]
     permission_classes = [IsAuthenticated]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(LeadSerializer):
         threadId = serializers.CharField(  # noqa: N815 - the frontend's field name
             max_length=128,
             validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Not a thread id.")],
         )
-        email = serializers.EmailField(required=False, allow_blank=True, allow_null=True, max_length=254)
-        name = _text(200)
-        phone = _text(50)
-        vehicle = _text(200)
-        details = _text(5000, multiline=True)
-        mode = _text(
-            32,
-            validators=(RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only."),),
-        )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -109,15 +76,7 @@ class TranscriptApi(ChatKitApiView):
         transcript = transcript_send(
             caller=request.user,
             thread_id=data["threadId"],
-            lead=Lead(
-                name=_clean(data, "name"),
-                email=_clean(data, "email"),
-                phone=_clean(data, "phone"),
-                vehicle=_clean(data, "vehicle"),
-                details=_clean(data, "details"),
-                mode=_clean(data, "mode", "quote"),
-                page_url=_clean(data, "pageUrl"),
-            ),
+            lead=lead_from(data),
         )
         return Response({"ok": True, "id": transcript.id})
 
@@ -132,6 +91,44 @@ def ses_notifications(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRe
     from chatkit_api.ses_webhook import SesNotificationsWebhook
 
     return SesNotificationsWebhook.as_view()(request, *args, **kwargs)
+
+
+def _host_can_stream(request: HttpRequest) -> bool:
+    # apig-wsgi hands Lambda one complete response, so API Gateway and Function URLs never
+    # see a stream; other hosts stream unless the setting says their proxy buffers.
+    return settings.CHATKIT_STREAM_RESPONSES and "apig_wsgi.full_event" not in request.META
+
+
+class ChatKitApi(ChatKitApiView):
+    """`POST /api/chatkit`: the ChatKit protocol, served here in self-hosted mode.
+
+    The visitor cookie scopes every thread; a browser without one gets one on its first call.
+    """
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    def post(self, request: Request) -> HttpResponseBase:
+        # Imported here: the ChatKit and Agents SDKs take about a second to import, which a
+        # managed deployment should not pay at every cold start.
+        from chatkit_api.chatkit_server import chatkit_request_process
+
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise RequestTooLarge() from None
+        visitor_id = visitor_from_request(request) or visitor_new_id()
+        reply = chatkit_request_process(visitor_id=visitor_id, body=body, stream=_host_can_stream(request))
+        response: HttpResponseBase
+        if reply.stream is not None:
+            response = StreamingHttpResponse(reply.stream, content_type=reply.content_type)
+            # Proxies such as nginx would otherwise hold the events back until the end.
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+        else:
+            response = HttpResponse(reply.body, content_type=reply.content_type)
+        visitor_set_cookie(response, visitor_id)
+        return response
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

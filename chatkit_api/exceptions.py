@@ -31,9 +31,32 @@ class NotConfigured(ServiceError):
         super().__init__(f"The service is not configured: {names} {verb} not set.", missing=missing)
 
 
+class NotServedInThisMode(ServiceError):
+    """An endpoint of the other CHATKIT_MODE: it does not exist in this deployment."""
+
+    status_code = 404
+
+
+class RequestTooLarge(ServiceError):
+    status_code = 413
+    message = "The request body is too large."
+
+
 class ThreadNotFound(ServiceError):
     status_code = 404
     message = "Thread not found."
+
+
+class InvalidChatKitRequest(ServiceError):
+    """A ChatKit protocol request this server cannot read or will not serve."""
+
+    status_code = 400
+
+
+class ChatKitItemNotFound(ServiceError):
+    """No such thread, item or attachment for this visitor (another visitor's included)."""
+
+    status_code = 404
 
 
 class UpstreamError(ServiceError):
@@ -71,6 +94,13 @@ def _field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "body": [str(detail)]}
 
 
+def validation_summary(detail: Any) -> tuple[str, dict[str, list[str]]]:
+    """A one-line message naming each invalid field, and the problems per field."""
+    fields = _field_errors(detail)
+    summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+    return f"Invalid request. {summary}", fields
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         if exc.status_code >= 500:
@@ -78,9 +108,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return error_response(exc.status_code, exc.message, **exc.extra)
 
     if isinstance(exc, drf_exceptions.ValidationError):
-        fields = _field_errors(exc.detail)
-        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
-        return error_response(400, f"Invalid request. {summary}", fields=fields)
+        message, fields = validation_summary(exc.detail)
+        return error_response(400, message, fields=fields)
 
     response = drf_exception_handler(exc, context)
     if response is not None:

@@ -141,3 +141,68 @@ class DeliveryReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.get_state_display()}"
+
+
+class ChatKitThread(models.Model):
+    """A conversation kept by this service in self-hosted mode, owned by one visitor.
+
+    `data` is the thread's ChatKit metadata as the SDK serialises it (status, title, metadata);
+    the columns beside it are what the store filters and sorts on.
+    """
+
+    id = models.CharField(primary_key=True, max_length=128)
+    visitor_id = models.CharField(max_length=64, help_text="The visitor (cookie) that owns the thread.")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True, help_text="The last change to the thread or its items.")
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["visitor_id", "created_at", "id"], name="chatkit_thread_visitor_idx")]
+        verbose_name = "ChatKit thread"
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class ChatKitThreadItem(models.Model):
+    """One item of a self-hosted thread (a message, widget, tool call, task, ...) as ChatKit JSON."""
+
+    thread = models.ForeignKey(ChatKitThread, on_delete=models.CASCADE, related_name="items")
+    item_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=32)
+    created_at = models.DateTimeField()
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["thread", "item_id"], name="chatkit_item_unique_per_thread")
+        ]
+        indexes = [models.Index(fields=["thread", "created_at", "id"], name="chatkit_item_order_idx")]
+        verbose_name = "ChatKit thread item"
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.item_id}"
+
+
+class ChatKitAttachment(models.Model):
+    """The metadata of a file a visitor attached (the file itself lives wherever it was uploaded)."""
+
+    id = models.CharField(primary_key=True, max_length=128)
+    visitor_id = models.CharField(max_length=64, db_index=True)
+    thread = models.ForeignKey(
+        ChatKitThread, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    name = models.CharField(max_length=300)
+    mime_type = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "ChatKit attachment"
+
+    def __str__(self) -> str:
+        return self.name

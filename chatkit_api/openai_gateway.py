@@ -1,4 +1,5 @@
-"""The one wrapper around the OpenAI SDK: ChatKit sessions, thread lookup, thread items.
+"""The one wrapper around the OpenAI SDK: ChatKit sessions, thread lookup, thread items,
+and the async client the self-hosted agent's model calls go through.
 
 SDK exceptions never leave this module: they become ThreadNotFound or UpstreamError with
 messages that are safe to return (no API key, no raw upstream body).
@@ -49,6 +50,23 @@ def _client() -> openai.OpenAI:
         settings.OPENAI_BASE_URL,
         float(settings.OPENAI_TIMEOUT_SECONDS),
         settings.OPENAI_MAX_RETRIES,
+    )
+
+
+def async_client() -> openai.AsyncOpenAI:
+    """A new async client for the self-hosted agent, built from the same settings.
+
+    Not cached: each request runs its own event loop, and an async client's connections
+    belong to the loop that opened them. A model's answer can take a while to start, so
+    reads wait CHATKIT_AGENT_TIMEOUT_SECONDS.
+    """
+    if not settings.OPENAI_API_KEY:
+        raise NotConfigured(["OPENAI_API_KEY"])
+    return openai.AsyncOpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        timeout=float(settings.CHATKIT_AGENT_TIMEOUT_SECONDS),
+        max_retries=settings.OPENAI_MAX_RETRIES,
     )
 
 

@@ -62,21 +62,44 @@ def _snippet(value: str) -> str:
 
 
 def _format_time(value: Any, zone: ZoneInfo) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Managed threads give Unix seconds; self-hosted items carry ISO 8601 strings."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return "time unknown"
+        moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value, tz=UTC)
+    else:
         return "time unknown"
-    return datetime.fromtimestamp(value, tz=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _as_text(value: Any) -> str:
+    """Tool arguments and outputs: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _quote(text: str) -> list[str]:
+    return [f"> {line}" for line in text.strip().splitlines()]
 
 
 def _user_message_text(item: dict[str, Any]) -> str:
-    lines: list[str] = []
+    # Managed threads carry a quote as a `quoted_text` part; self-hosted ones as a field.
+    lines: list[str] = _quote(item.get("quoted_text") or "")
+    inline: list[str] = []
     for part in item.get("content") or []:
-        text = (part.get("text") or "").strip()
-        if not text:
-            continue
+        text = part.get("text") or ""
         if part.get("type") == "quoted_text":
-            lines.extend(f"> {line}" for line in text.splitlines())
+            lines.extend(_quote(text))
+        elif part.get("type") == "input_tag":
+            # An @-mention of something on the site, shown as the visitor saw it.
+            inline.append(f"@{text}")
         else:
-            lines.append(text)
+            inline.append(text)
+    if "".join(inline).strip():
+        lines.append("".join(inline).strip())
     attachments = [
         attachment.get("name") or attachment.get("id") or "unnamed"
         for attachment in item.get("attachments") or []
@@ -84,6 +107,12 @@ def _user_message_text(item: dict[str, Any]) -> str:
     if attachments:
         lines.append("Attachments: " + ", ".join(attachments))
     return "\n".join(lines)
+
+
+def _source_name(source: Any) -> str | None:
+    if not isinstance(source, dict):
+        return None
+    return source.get("url") or source.get("filename") or source.get("title")
 
 
 def _assistant_message_text(item: dict[str, Any]) -> str:
@@ -94,8 +123,7 @@ def _assistant_message_text(item: dict[str, Any]) -> str:
         if text:
             texts.append(text)
         for annotation in part.get("annotations") or []:
-            source = annotation.get("source") or {}
-            cited = source.get("url") or source.get("filename")
+            cited = _source_name(annotation.get("source"))
             if cited and cited not in sources:
                 sources.append(cited)
     if sources:
@@ -118,16 +146,21 @@ def _widget_texts(node: Any, found: list[str]) -> None:
 
 
 def _widget_text(item: dict[str, Any]) -> tuple[str, str]:
+    # Managed threads carry the widget as a JSON string, self-hosted ones as an object.
     widget = item.get("widget")
     if isinstance(widget, str):
         try:
             widget = json.loads(widget)
         except ValueError:
             return "Widget", _snippet(widget)
-    found: list[str] = []
-    _widget_texts(widget, found)
     kind = widget.get("type") if isinstance(widget, dict) else None
     label = f"Widget ({kind})" if isinstance(kind, str) and kind else "Widget"
+    # A self-hosted widget may come with the text its author meant to be copied from it.
+    copy_text = item.get("copy_text")
+    if isinstance(copy_text, str) and copy_text.strip():
+        return label, _snippet(copy_text)
+    found: list[str] = []
+    _widget_texts(widget, found)
     return label, _snippet(" · ".join(found)) if found else "(no text)"
 
 
@@ -136,24 +169,69 @@ def _client_tool_call_text(item: dict[str, Any]) -> str:
     status = (item.get("status") or "unknown").replace("_", " ")
     lines = [f"{name} ({status})"]
     if item.get("arguments"):
-        lines.append("Arguments: " + _snippet(str(item["arguments"])))
-    if item.get("output"):
-        lines.append("Output: " + _snippet(str(item["output"])))
+        lines.append("Arguments: " + _snippet(_as_text(item["arguments"])))
+    if item.get("output") not in (None, ""):
+        lines.append("Output: " + _snippet(_as_text(item["output"])))
     return "\n".join(lines)
 
 
 def _task_line(task: dict[str, Any]) -> str:
-    heading = (task.get("heading") or "").strip()
-    summary = (task.get("summary") or "").strip()
+    """One task: managed threads name its parts heading/summary, self-hosted ones title/content."""
+    heading = (task.get("heading") or task.get("title") or task.get("title_query") or "").strip()
+    summary = (task.get("summary") or task.get("content") or "").strip()
     kind = task.get("task_type") or task.get("type") or "task"
     text = " - ".join(part for part in (heading, summary) if part) or "(no description)"
-    return f"[{kind}] {text}"
+    queries = [query for query in task.get("queries") or [] if isinstance(query, str)]
+    if queries:
+        text += " (searched: " + "; ".join(queries) + ")"
+    sources = [name for name in map(_source_name, task.get("sources") or []) if name]
+    if sources:
+        text += " (sources: " + ", ".join(sources) + ")"
+    return f"[{kind}] {_snippet(text)}"
 
 
-def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry:
+def _workflow_text(item: dict[str, Any]) -> tuple[str, str]:
+    workflow = item.get("workflow") or {}
+    label = "Reasoning" if workflow.get("type") == "reasoning" else "Workflow"
+    lines: list[str] = []
+    summary = workflow.get("summary") or {}
+    if summary.get("title"):
+        lines.append(str(summary["title"]))
+    elif isinstance(summary.get("duration"), int):
+        lines.append(f"Worked for {summary['duration']} s")
+    lines.extend(_task_line(task) for task in workflow.get("tasks") or [] if isinstance(task, dict))
+    return label, "\n".join(lines) or "(no tasks)"
+
+
+def _structured_input_text(item: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for question in item.get("inputs") or []:
+        answer = question.get("answer") or {}
+        if answer.get("values"):
+            reply = ", ".join(str(value) for value in answer["values"])
+        else:
+            reply = "(skipped)" if answer.get("skipped") else "(not answered)"
+        lines.append(f"{question.get('question') or 'Question'}: {reply}")
+    return "\n".join(lines) or "(no questions)"
+
+
+def _generated_image_text(item: dict[str, Any]) -> str:
+    url = (item.get("image") or {}).get("url") or ""
+    # An image the SDK inlined as a data: URL would fill the mail with base64.
+    return url if url.startswith(("https://", "http://")) else "(image not included)"
+
+
+# Self-hosted bookkeeping the visitor never sees: a turn marker, and context kept for the
+# model (e.g. "the visitor sent a recap"). Leaving them out keeps the mail what the visitor read.
+_NOT_SHOWN = {"end_of_turn", "hidden_context_item", "sdk_hidden_context"}
+
+
+def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry | None:
     raw_type = str(item.get("type") or "unknown")
     kind = raw_type.removeprefix("chatkit.")
     created_at = _format_time(item.get("created_at"), zone)
+    if kind in _NOT_SHOWN:
+        return None
     if kind == "user_message":
         return Entry(kind, "User", created_at, _user_message_text(item) or "(empty message)")
     if kind == "assistant_message":
@@ -164,10 +242,19 @@ def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry:
     if kind == "client_tool_call":
         return Entry(kind, "Tool call", created_at, _client_tool_call_text(item))
     if kind == "task":
-        return Entry(kind, "Task", created_at, _task_line(item))
+        # Self-hosted task items wrap the task in a `task` object.
+        task = item.get("task") if isinstance(item.get("task"), dict) else item
+        return Entry(kind, "Task", created_at, _task_line(task))
     if kind == "task_group":
         tasks = [_task_line(task) for task in item.get("tasks") or []]
         return Entry(kind, "Tasks", created_at, "\n".join(tasks) or "(no tasks)")
+    if kind == "workflow":
+        label, text = _workflow_text(item)
+        return Entry(kind, label, created_at, text)
+    if kind == "structured_input":
+        return Entry(kind, "Questions", created_at, _structured_input_text(item))
+    if kind == "generated_image":
+        return Entry(kind, "Image", created_at, _generated_image_text(item))
     return Entry(kind, f"Unsupported item ({raw_type})", created_at, "(not shown)")
 
 
@@ -183,13 +270,25 @@ def _lead_lines(lead: Lead) -> list[tuple[str, str]]:
     ]
 
 
+def _entries(items: Iterable[dict[str, Any]]) -> list[Entry]:
+    zone = ZoneInfo(settings.TIME_ZONE)
+    return [entry for entry in (_entry(item, zone) for item in items) if entry is not None]
+
+
+def _conversation(entries: list[Entry]) -> str:
+    if not entries:
+        return "(The conversation has no messages.)"
+    return "\n\n".join(f"[{entry.time}] {entry.label}: {entry.text}" for entry in entries)
+
+
+def conversation_text(items: Iterable[dict[str, Any]]) -> str:
+    """A thread's items as the plain-text conversation of a transcript mail."""
+    return _conversation(_entries(items))
+
+
 def _text_body(lead: Lead, entries: list[Entry]) -> str:
     header = "\n".join(f"{label}: {value}" for label, value in _lead_lines(lead))
-    if entries:
-        conversation = "\n\n".join(f"[{entry.time}] {entry.label}: {entry.text}" for entry in entries)
-    else:
-        conversation = "(The conversation has no messages.)"
-    return f"{header}\n\n---\n\n{conversation}\n"
+    return f"{header}\n\n---\n\n{_conversation(entries)}\n"
 
 
 # Border colour of each entry in the HTML mail: visitor, assistant, everything else.
@@ -217,8 +316,7 @@ def _conversation_html(entries: list[Entry]) -> str:
 
 
 def transcript_render(*, lead: Lead, items: Iterable[dict[str, Any]]) -> RenderedTranscript:
-    zone = ZoneInfo(settings.TIME_ZONE)
-    entries = [_entry(item, zone) for item in items]
+    entries = _entries(items)
     subject = transcript_subject(lead)
     html = render_to_string(
         "chatkit_api/transcript_email.html",

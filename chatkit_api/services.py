@@ -4,21 +4,27 @@ ones. What SES reports about the mail is recorded by chatkit_api.delivery.
 Each service owns the order of its side effects. A transcript is recorded before anything
 is mailed, and every failure after that point leaves the row `failed` with its error, so
 nothing a visitor typed is lost when OpenAI or SES is down.
+
+Where a thread lives depends on CHATKIT_MODE: OpenAI keeps managed threads, this service's
+database keeps self-hosted ones. Both sources answer the same two questions (who owns a
+thread, what are its items) in the same shapes, so the transcript rules and the mail are one.
 """
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from chatkit_api import openai_gateway
+from chatkit_api import local_threads, openai_gateway
 from chatkit_api.exceptions import (
     EmailSendFailed,
     NotConfigured,
+    NotServedInThisMode,
     ServiceError,
     ThreadNotFound,
 )
@@ -55,7 +61,26 @@ def _require_settings(*names: str) -> None:
         raise NotConfigured(missing)
 
 
+def self_hosted() -> bool:
+    return settings.CHATKIT_MODE == "self_hosted"
+
+
+def _thread_source() -> ModuleType:
+    """The module whose `thread_owner` and `thread_items` read threads in this mode."""
+    return local_threads if self_hosted() else openai_gateway
+
+
+def _thread_source_settings() -> tuple[str, ...]:
+    # Reading a managed thread calls OpenAI; a self-hosted one is in the database.
+    return () if self_hosted() else ("OPENAI_API_KEY",)
+
+
 def chatkit_session_create(*, visitor_id: str, locale: str, page_url: str) -> openai_gateway.ChatKitSession:
+    if self_hosted():
+        raise NotServedInThisMode(
+            "Not found: this service runs ChatKit self-hosted (CHATKIT_MODE=self_hosted), so there "
+            "are no client secrets. Point the widget's api.url at /api/chatkit instead."
+        )
     _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
     return openai_gateway.session_create(
         user=visitor_id,
@@ -87,8 +112,8 @@ def _recipients(*, visitor_email: str, visitor_copy: bool) -> list[str]:
 
 
 def _transcript_fetch_and_render(transcript: Transcript) -> None:
-    """Fetch the whole thread from OpenAI and store the rendered mail on the row."""
-    items = openai_gateway.thread_items(transcript.thread_id)
+    """Read the whole thread and store the rendered mail on the row."""
+    items = _thread_source().thread_items(transcript.thread_id)
     rendered = transcript_render(lead=_lead_of(transcript), items=items)
     transcript.subject = rendered.subject
     transcript.body_text = rendered.text
@@ -174,8 +199,8 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript
     found so that its existence is not revealed. Nothing is recorded or fetched beyond the
     owner lookup until that check passes.
     """
-    _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
-    owner = openai_gateway.thread_owner(thread_id)
+    _require_settings(*_thread_source_settings(), "SES_TO_EMAIL")
+    owner = _thread_source().thread_owner(thread_id)
     if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
         raise ThreadNotFound()
 
@@ -238,13 +263,13 @@ def transcript_resend(
 ) -> Transcript:
     """Mail a recorded transcript again; every attempt is kept beside the earlier ones.
 
-    `refetch` reads the thread from OpenAI again instead of using the stored text (which is
-    also what happens when the first fetch never succeeded). `to` sends only to those
-    addresses, e.g. to check what a mail looks like.
+    `refetch` reads the thread again (from OpenAI, or the database when self-hosted) instead
+    of using the stored text, which is also what happens when the first read never succeeded.
+    `to` sends only to those addresses, e.g. to check what a mail looks like.
     """
     _require_settings("SES_TO_EMAIL")
     if refetch or not transcript.body_text:
-        _require_settings("OPENAI_API_KEY")
+        _require_settings(*_thread_source_settings())
         try:
             _transcript_fetch_and_render(transcript)
         except ServiceError as exc:

@@ -7,6 +7,7 @@ transcripts, and an EventBridge schedule runs the retention purge. Anything else
 and answered with a clear error.
 """
 
+import importlib
 import itertools
 import json
 import logging
@@ -17,12 +18,18 @@ from io import StringIO
 from typing import Any
 
 from apig_wsgi import make_lambda_handler
+from django.conf import settings
 
 # Importing the WSGI module sets Django up: once per container, outside the request path.
 from chatkit_site.wsgi import application  # isort: skip
 
 # Registers the SnapStart hooks; harmless where SnapStart is off.
 import chatkit_site.snapstart  # noqa: F401
+
+if settings.CHATKIT_MODE == "self_hosted":
+    # The ChatKit and Agents SDKs take about a second to import; load them while Lambda sets
+    # the container up rather than in the first visitor's request.
+    importlib.import_module("chatkit_api.chatkit_server")
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("chatkit_site.requests")

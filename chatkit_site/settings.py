@@ -174,6 +174,30 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")
 CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
 
+# `managed`: the widget gets a client secret from /api/chatkit/session and talks to an Agent
+# Builder workflow hosted by OpenAI. `self_hosted`: the widget talks to /api/chatkit, where
+# this service runs the ChatKit server and the agent itself and keeps the threads.
+CHATKIT_MODE = env_str("CHATKIT_MODE", "managed").lower()
+if CHATKIT_MODE not in {"managed", "self_hosted"}:
+    raise ImproperlyConfigured(f"CHATKIT_MODE must be managed or self_hosted, not {CHATKIT_MODE!r}.")
+# Self-hosted: the Agents SDK agent that answers, as "module:attribute" (an Agent, or a function
+# without arguments that returns one), e.g. the module Agent Builder's code export produced.
+CHATKIT_AGENT = env_str("CHATKIT_AGENT", "chatkit_api.agent:default_agent")
+# The shipped default agent: its model (empty: the Agents SDK's default) and instructions,
+# given inline or as a file (the file wins when both are set).
+CHATKIT_AGENT_MODEL = env_str("CHATKIT_AGENT_MODEL")
+CHATKIT_AGENT_INSTRUCTIONS = env_str("CHATKIT_AGENT_INSTRUCTIONS")
+CHATKIT_AGENT_INSTRUCTIONS_FILE = env_str("CHATKIT_AGENT_INSTRUCTIONS_FILE")
+# Seconds the agent's model may take to start or continue its answer (OPENAI_TIMEOUT_SECONDS
+# is for the quick API calls of managed mode).
+CHATKIT_AGENT_TIMEOUT_SECONDS = env_int("CHATKIT_AGENT_TIMEOUT_SECONDS", 60)
+# Traces of agent runs (which contain the conversation) go to OpenAI's Traces dashboard only
+# when this is on.
+CHATKIT_AGENT_TRACING = env_bool("CHATKIT_AGENT_TRACING", False)
+# Stream replies as server-sent events while the agent writes them. Behind a proxy that
+# buffers responses turn this off; on Lambda (apig-wsgi) replies are always sent whole.
+CHATKIT_STREAM_RESPONSES = env_bool("CHATKIT_STREAM_RESPONSES", True)
+
 # --- Visitor identity ----------------------------------------------------------
 
 VISITOR_COOKIE_NAME = env_str("VISITOR_COOKIE_NAME", "chatkit_visitor")

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("api/chatkit/", include("chatkit_api.urls")),
+    path("api/", include("chatkit_api.urls")),
     path("admin/", admin.site.urls),
 ]
 

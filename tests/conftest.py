@@ -6,13 +6,17 @@ from email.message import EmailMessage
 
 import boto3
 import pytest
+from django.core import signals
+from django.db import close_old_connections
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
 
 from chatkit_api import mail, openai_gateway
+from tests.chatkit_agents import MODEL
 from tests.fake_chatkit import API_KEY, FakeChatKit
+from tests.fake_model import ScriptedModel
 
 SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
@@ -44,6 +48,19 @@ def fake_chatkit(chatkit_server: FakeChatKit, settings) -> FakeChatKit:
     settings.TRANSCRIPT_API_TOKEN = TOKEN
     settings.ALLOW_USER_RECAP = False
     return chatkit_server
+
+
+@pytest.fixture(autouse=True)
+def database_connection_kept_for_the_test() -> Iterator[None]:
+    """Requests served through the real WSGI handler (the Lambda handler's tests) would close
+    the database connection when they start and finish, as they should in production; inside
+    a test's transaction that ends the test's connection. Django's test client keeps the
+    connection for the same reason, and so does this."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +144,15 @@ def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def self_hosted(fake_chatkit: FakeChatKit, settings) -> Iterator[ScriptedModel]:
+    """Self-hosted mode answered by the scripted test agent; its model is what the test gets."""
+    settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_AGENT = "tests.chatkit_agents:scripted_agent"
+    settings.CHATKIT_STREAM_RESPONSES = True
+    settings.CHATKIT_AGENT_TRACING = False
+    MODEL.reset()
+    yield MODEL
+    MODEL.reset()

@@ -3,6 +3,9 @@
 Shapes follow OpenAI's published OpenAPI spec (`ChatSessionResource`, `ThreadResource`,
 `ThreadItemListResource`): pagination by `after`/`has_more` with `limit` at most 100 and
 `order` defaulting to `desc`, errors as `{"error": {...}}`.
+
+It also answers `POST /v1/responses` with a streamed reply (the spec's `ResponseStreamEvent`
+server-sent events), which is how a self-hosted agent's model reaches OpenAI.
 """
 
 import itertools
@@ -125,9 +128,12 @@ class FakeChatKit:
         with self._lock:
             self.requests.append(request)
         status, payload = self._answer(request)
-        encoded = json.dumps(payload).encode()
+        if isinstance(payload, SseBody):
+            encoded, content_type = payload.encode(), "text/event-stream"
+        else:
+            encoded, content_type = json.dumps(payload).encode(), "application/json"
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(encoded)))
         handler.send_header("x-request-id", f"req_fake_{len(self.requests)}")
         handler.end_headers()
@@ -139,6 +145,8 @@ class FakeChatKit:
                 return failure
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return 401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        if request.method == "POST" and request.path == "/v1/responses":
+            return self._create_response(request.body or {})
         if request.headers.get("openai-beta") != "chatkit_beta=v1":
             return 400, _error("ChatKit endpoints need the chatkit_beta header.", "invalid_request_error")
 
@@ -188,6 +196,75 @@ class FakeChatKit:
             },
         }
 
+    def _create_response(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """A model answering with "Echo: " and the last user text, streamed word by word."""
+        if not body.get("stream"):
+            return 400, _error("This fake only streams responses.", "invalid_request_error")
+        user_texts = [
+            part.get("text", "") if isinstance(part, dict) else ""
+            for item in body.get("input") or []
+            if isinstance(item, dict) and item.get("role") == "user"
+            for part in (
+                item["content"] if isinstance(item["content"], list) else [{"text": item["content"]}]
+            )
+        ]
+        text = "Echo: " + (user_texts[-1] if user_texts else "")
+        number = next(self._ids)
+        message_id = f"msg_fake_{number:06d}"
+        response = {
+            "id": f"resp_fake_{number:06d}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "in_progress",
+            "model": body.get("model"),
+            "output": [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        }
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        message = {
+            "type": "message",
+            "id": message_id,
+            "role": "assistant",
+            "status": "completed",
+            "content": [part],
+        }
+        at = {"item_id": message_id, "output_index": 0, "content_index": 0}
+        first, *rest = text.split(" ")
+        events: list[dict[str, Any]] = [
+            {"type": "response.created", "response": response},
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**message, "status": "in_progress", "content": []},
+            },
+            {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+            *(
+                {"type": "response.output_text.delta", **at, "delta": delta, "logprobs": []}
+                for delta in [first, *(f" {word}" for word in rest)]
+            ),
+            {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", **at, "part": part},
+            {"type": "response.output_item.done", "output_index": 0, "item": message},
+            {
+                "type": "response.completed",
+                "response": {
+                    **response,
+                    "status": "completed",
+                    "output": [message],
+                    "usage": {
+                        "input_tokens": 12,
+                        "input_tokens_details": {"cached_tokens": 0},
+                        "output_tokens": len(text.split()),
+                        "output_tokens_details": {"reasoning_tokens": 0},
+                        "total_tokens": 12 + len(text.split()),
+                    },
+                },
+            },
+        ]
+        return 200, SseBody([{**event, "sequence_number": index} for index, event in enumerate(events)])
+
     @staticmethod
     def _thread_resource(thread: FakeThread) -> dict[str, Any]:
         return {
@@ -218,6 +295,16 @@ class FakeChatKit:
             "last_id": page[-1]["id"] if page else None,
             "has_more": len(items) > limit,
         }
+
+
+@dataclass
+class SseBody:
+    """Events sent as server-sent events, the way OpenAI streams a response."""
+
+    events: list[dict[str, Any]]
+
+    def encode(self) -> bytes:
+        return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in self.events).encode()
 
 
 def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@ import base64
 import gzip
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -438,3 +439,25 @@ print(json.dumps({"status": status, "loaded": loaded}))
     )
 
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": []}, result.stderr
+
+
+@pytest.mark.parametrize(("mode", "loaded"), [("managed", False), ("self_hosted", True)])
+def test_the_chatkit_sdks_are_loaded_at_init_only_when_self_hosted(mode, loaded):
+    # A fresh interpreter, as a Lambda container starts: managed deployments must not pay
+    # for importing the ChatKit and Agents SDKs, self-hosted ones pay it before any request.
+    code = (
+        "import sys, chatkit_site.lambda_handler; "
+        "print('chatkit.server' in sys.modules, 'agents' in sys.modules)"
+    )
+    env = {**os.environ, "CHATKIT_MODE": mode, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(loaded), str(loaded)]

@@ -1,0 +1,289 @@
+"""Self-hosted ChatKit threads in the database: the SDK's `Store`, scoped to one visitor.
+
+Every read and write filters by the visitor from the signed cookie, so another visitor's
+thread, item or attachment is "not found", exactly like an id that does not exist. Items are
+kept as the JSON the SDK serialises them to, which is also what the transcript mail renders.
+
+The ORM work is plain synchronous functions; the async `Store` methods hand each one to the
+request thread (see `event_loop`).
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from chatkit.store import NotFoundError, Store, StoreItemType, default_generate_id
+from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import BaseModel, TypeAdapter
+
+from chatkit_api.event_loop import RequestEventLoop
+from chatkit_api.models import ChatKitAttachment, ChatKitThread, ChatKitThreadItem
+
+# The most a client may ask for in one page of threads or items.
+MAX_PAGE_SIZE = 100
+
+_THREAD_ITEM: TypeAdapter[Any] = TypeAdapter(ThreadItem)
+_ATTACHMENT: TypeAdapter[Any] = TypeAdapter(Attachment)
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class ChatKitContext:
+    """What the ChatKit server and the store know about a request: whose it is."""
+
+    visitor_id: str
+    event_loop: RequestEventLoop
+
+
+def _new_id(kind: StoreItemType) -> str:
+    # The SDK's own ids end in 32 random bits, too few for a primary key shared by every
+    # visitor; keep its prefixes (thr_, msg_, ...) and make the rest a full UUID.
+    prefix = default_generate_id(kind).partition("_")[0]
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _aware(value: datetime) -> datetime:
+    # The SDK stamps threads and items with datetime.now(): naive, in the process's local time.
+    return value.astimezone(UTC)
+
+
+def _as_json(
+    model: BaseModel, created_at: datetime, *, exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    data = model.model_dump(mode="json", exclude=set(exclude))
+    data["created_at"] = created_at.isoformat()
+    return data
+
+
+def _page_size(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE_SIZE))
+
+
+def _keyset_page(
+    queryset: "models.QuerySet[_Row]", *, cursor: _Row | None, order: str, limit: int
+) -> tuple[list[_Row], bool]:
+    """One page ordered by (created_at, id), starting after `cursor`, and whether more follow."""
+    descending = order == "desc"
+    if cursor is not None:
+        lookup = "lt" if descending else "gt"
+        created_at = cursor.created_at  # type: ignore[attr-defined]
+        queryset = queryset.filter(
+            Q(**{f"created_at__{lookup}": created_at})
+            | Q(created_at=created_at, **{f"id__{lookup}": cursor.pk})
+        )
+    ordering = ["-created_at", "-id"] if descending else ["created_at", "id"]
+    rows = list(queryset.order_by(*ordering)[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+# --- threads -----------------------------------------------------------------------
+
+
+def _thread_row(visitor_id: str, thread_id: str) -> ChatKitThread:
+    try:
+        return ChatKitThread.objects.get(pk=thread_id, visitor_id=visitor_id)
+    except ChatKitThread.DoesNotExist:
+        raise NotFoundError(f"Thread {thread_id} not found") from None
+
+
+def thread_load(*, visitor_id: str, thread_id: str) -> ThreadMetadata:
+    return ThreadMetadata.model_validate(_thread_row(visitor_id, thread_id).data)
+
+
+def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
+    created_at = _aware(thread.created_at)
+    fields = {
+        "title": (thread.title or "")[: ChatKitThread._meta.get_field("title").max_length],
+        # The server may hand over a whole Thread; its items are rows of their own.
+        "data": _as_json(thread, created_at, exclude=frozenset({"items"})),
+    }
+    updated = ChatKitThread.objects.filter(pk=thread.id, visitor_id=visitor_id).update(
+        updated_at=timezone.now(), **fields
+    )
+    if updated:
+        return
+    try:
+        with transaction.atomic():
+            ChatKitThread.objects.create(id=thread.id, visitor_id=visitor_id, created_at=created_at, **fields)
+    except IntegrityError:
+        # The id belongs to another visitor's thread.
+        raise NotFoundError(f"Thread {thread.id} not found") from None
+
+
+def threads_load(*, visitor_id: str, limit: int, after: str | None, order: str) -> Page[ThreadMetadata]:
+    cursor = _thread_row(visitor_id, after) if after else None
+    rows, has_more = _keyset_page(
+        ChatKitThread.objects.filter(visitor_id=visitor_id),
+        cursor=cursor,
+        order=order,
+        limit=_page_size(limit),
+    )
+    return Page(
+        data=[ThreadMetadata.model_validate(row.data) for row in rows],
+        has_more=has_more,
+        after=rows[-1].id if has_more else None,
+    )
+
+
+def thread_delete(*, visitor_id: str, thread_id: str) -> None:
+    deleted, _ = ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id).delete()
+    if not deleted:
+        raise NotFoundError(f"Thread {thread_id} not found")
+
+
+# --- items -------------------------------------------------------------------------
+
+
+def _item_row(thread: ChatKitThread, item_id: str) -> ChatKitThreadItem:
+    try:
+        return thread.items.get(item_id=item_id)
+    except ChatKitThreadItem.DoesNotExist:
+        raise NotFoundError(f"Item {item_id} not found in thread {thread.id}") from None
+
+
+def items_load(
+    *, visitor_id: str, thread_id: str, after: str | None, limit: int, order: str
+) -> Page[ThreadItem]:
+    thread = _thread_row(visitor_id, thread_id)
+    cursor = _item_row(thread, after) if after else None
+    rows, has_more = _keyset_page(thread.items.all(), cursor=cursor, order=order, limit=_page_size(limit))
+    return Page(
+        data=[_THREAD_ITEM.validate_python(row.data) for row in rows],
+        has_more=has_more,
+        after=rows[-1].item_id if has_more else None,
+    )
+
+
+def item_save(*, visitor_id: str, thread_id: str, item: Any) -> None:
+    """Add or replace an item: the SDK adds some items twice (a workflow kept open across turns)."""
+    thread = _thread_row(visitor_id, thread_id)
+    created_at = _aware(item.created_at)
+    ChatKitThreadItem.objects.update_or_create(
+        thread=thread,
+        item_id=item.id,
+        defaults={"type": item.type, "created_at": created_at, "data": _as_json(item, created_at)},
+    )
+    ChatKitThread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
+
+
+def item_load(*, visitor_id: str, thread_id: str, item_id: str) -> Any:
+    return _THREAD_ITEM.validate_python(_item_row(_thread_row(visitor_id, thread_id), item_id).data)
+
+
+def item_delete(*, visitor_id: str, thread_id: str, item_id: str) -> None:
+    ChatKitThreadItem.objects.filter(
+        thread_id=thread_id, thread__visitor_id=visitor_id, item_id=item_id
+    ).delete()
+
+
+# --- attachments -------------------------------------------------------------------
+
+
+def attachment_save(*, visitor_id: str, attachment: Any) -> None:
+    thread = (
+        ChatKitThread.objects.filter(pk=attachment.thread_id, visitor_id=visitor_id).first()
+        if attachment.thread_id
+        else None
+    )
+    fields = {
+        "thread": thread,
+        "name": attachment.name[: ChatKitAttachment._meta.get_field("name").max_length],
+        "mime_type": attachment.mime_type[: ChatKitAttachment._meta.get_field("mime_type").max_length],
+        "data": attachment.model_dump(mode="json"),
+    }
+    if ChatKitAttachment.objects.filter(pk=attachment.id, visitor_id=visitor_id).update(**fields):
+        return
+    try:
+        with transaction.atomic():
+            ChatKitAttachment.objects.create(id=attachment.id, visitor_id=visitor_id, **fields)
+    except IntegrityError:
+        raise NotFoundError(f"Attachment {attachment.id} not found") from None
+
+
+def attachment_load(*, visitor_id: str, attachment_id: str) -> Any:
+    try:
+        row = ChatKitAttachment.objects.get(pk=attachment_id, visitor_id=visitor_id)
+    except ChatKitAttachment.DoesNotExist:
+        raise NotFoundError(f"Attachment {attachment_id} not found") from None
+    return _ATTACHMENT.validate_python(row.data)
+
+
+def attachment_delete(*, visitor_id: str, attachment_id: str) -> None:
+    ChatKitAttachment.objects.filter(pk=attachment_id, visitor_id=visitor_id).delete()
+
+
+class DjangoStore(Store[ChatKitContext]):
+    """The SDK's store interface over the functions above, for the visitor in the context."""
+
+    def generate_thread_id(self, context: ChatKitContext) -> str:
+        return _new_id("thread")
+
+    def generate_item_id(
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatKitContext
+    ) -> str:
+        return _new_id(item_type)
+
+    async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
+        return await context.event_loop.call(thread_load, visitor_id=context.visitor_id, thread_id=thread_id)
+
+    async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
+        await context.event_loop.call(thread_save, visitor_id=context.visitor_id, thread=thread)
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: ChatKitContext
+    ) -> Page[ThreadMetadata]:
+        return await context.event_loop.call(
+            threads_load, visitor_id=context.visitor_id, limit=limit, after=after, order=order
+        )
+
+    async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
+        await context.event_loop.call(thread_delete, visitor_id=context.visitor_id, thread_id=thread_id)
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: ChatKitContext
+    ) -> Page[ThreadItem]:
+        return await context.event_loop.call(
+            items_load,
+            visitor_id=context.visitor_id,
+            thread_id=thread_id,
+            after=after,
+            limit=limit,
+            order=order,
+        )
+
+    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
+        await context.event_loop.call(
+            item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item
+        )
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
+        await context.event_loop.call(
+            item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item
+        )
+
+    async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
+        return await context.event_loop.call(
+            item_load, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id
+        )
+
+    async def delete_thread_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> None:
+        await context.event_loop.call(
+            item_delete, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id
+        )
+
+    async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
+        await context.event_loop.call(attachment_save, visitor_id=context.visitor_id, attachment=attachment)
+
+    async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
+        return await context.event_loop.call(
+            attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id
+        )
+
+    async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
+        await context.event_loop.call(
+            attachment_delete, visitor_id=context.visitor_id, attachment_id=attachment_id
+        )
