@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
 from chatkit_api.rendering import Lead
 from chatkit_api.services import chatkit_session_create, transcript_send
-from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
+from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
 
 # Characters that end a line somewhere: in a mail header any of them could start a new
 # header (CR/LF), truncate it (NUL) or be turned into a line break by a mail client.
@@ -67,6 +67,7 @@ class SessionApi(APIView):
             visitor_id=visitor_id,
             locale=_clean(data, "locale"),
             page_url=_clean(data, "pageUrl"),
+            client_ip=client_ip(request),
         )
         response = Response({"client_secret": session.client_secret, "expires_at": session.expires_at})
         visitor_set_cookie(response, visitor_id)

@@ -6,7 +6,7 @@ from django.utils.crypto import constant_time_compare
 from rest_framework import authentication, exceptions
 
 from chatkit_api.services import Caller
-from chatkit_api.visitors import visitor_from_request
+from chatkit_api.visitors import client_ip, visitor_from_request
 
 
 class TranscriptTokenAuthentication(authentication.BaseAuthentication):
@@ -20,7 +20,7 @@ class TranscriptTokenAuthentication(authentication.BaseAuthentication):
         expected = settings.TRANSCRIPT_API_TOKEN
         if scheme.lower() != "bearer" or not expected or not constant_time_compare(token.strip(), expected):
             raise exceptions.AuthenticationFailed("Invalid transcript API token.")
-        return Caller(), None
+        return Caller(client_ip=client_ip(request)), None
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="transcript"'
@@ -31,4 +31,4 @@ class VisitorCookieAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: HttpRequest) -> tuple[Caller, None] | None:
         visitor_id = visitor_from_request(request)
-        return (Caller(visitor_id=visitor_id), None) if visitor_id else None
+        return (Caller(visitor_id=visitor_id, client_ip=client_ip(request)), None) if visitor_id else None

@@ -20,6 +20,14 @@ from chatkit_api.exceptions import (
 )
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
 from chatkit_api.models import EmailAudience, Transcript, TranscriptEmail, TranscriptStatus
+from chatkit_api.ratelimits import (
+    SESSIONS_PER_IP,
+    TRANSCRIPTS_PER_IP,
+    TRANSCRIPTS_PER_THREAD,
+    VISITOR_COPIES_PER_ADDRESS,
+    ip_subject,
+    rate_limit_consume,
+)
 from chatkit_api.rendering import Lead, transcript_render
 
 
@@ -28,6 +36,8 @@ class Caller:
     """Who is calling the transcript endpoint: a visitor's browser or a trusted server."""
 
     visitor_id: str | None = None
+    # The address the platform saw (REMOTE_ADDR), which rate limits count by.
+    client_ip: str = ""
 
     # DRF's IsAuthenticated reads this: a Caller only exists once authentication passed.
     is_authenticated = True
@@ -43,8 +53,11 @@ def _require_settings(*names: str) -> None:
         raise NotConfigured(missing)
 
 
-def chatkit_session_create(*, visitor_id: str, locale: str, page_url: str) -> openai_gateway.ChatKitSession:
+def chatkit_session_create(
+    *, visitor_id: str, locale: str, page_url: str, client_ip: str
+) -> openai_gateway.ChatKitSession:
     _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+    rate_limit_consume(limit=SESSIONS_PER_IP, subject=ip_subject(client_ip))
     return openai_gateway.session_create(
         user=visitor_id,
         workflow_id=settings.CHATKIT_WORKFLOW_ID,
@@ -153,13 +166,22 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript
     A visitor may only mail a thread they own; someone else's thread is reported as not
     found so that its existence is not revealed. Nothing is recorded or fetched beyond the
     owner lookup until that check passes.
+
+    Visitors are limited per address; a server relays for many visitors from one address,
+    so only the per-thread and per-recipient limits apply to it. Those two are counted
+    after the owner check, so that nobody can use up the limits of a thread they do not own.
     """
     _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
+    if caller.visitor_id is not None:
+        rate_limit_consume(limit=TRANSCRIPTS_PER_IP, subject=ip_subject(caller.client_ip))
     owner = openai_gateway.thread_owner(thread_id)
     if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
         raise ThreadNotFound()
 
     visitor_copy = _wants_visitor_copy(lead)
+    rate_limit_consume(limit=TRANSCRIPTS_PER_THREAD, subject=thread_id)
+    if visitor_copy:
+        rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
     transcript = Transcript.objects.create(
         thread_id=thread_id,
         visitor_id=owner,

@@ -7,6 +7,7 @@ beyond what `make run` sets.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,45 @@ def env_int(name: str, default: int) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
+
+
+_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A limit written as `<count>/<second|minute|hour|day>`, e.g. `10/hour`: (count, seconds).
+
+    `off` turns the limit off (None).
+    """
+    raw = env_str(name, default).lower()
+    if raw == "off":
+        return None
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must look like 10/hour (a count of 1 or more per second, minute, hour or day) "
+            f"or be off, not {raw!r}."
+        )
+    return int(count), _RATE_PERIODS[period]
+
+
+def shared_cache(redis_url: str) -> dict[str, Any]:
+    """The cache that rate-limit counters live in: Redis at `redis_url`, else the database."""
+    if redis_url:
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "chatkit",
+            # A Redis that does not answer must fail the request quickly rather than hang it.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    return {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "chatkit_cache",
+        # Past this many rows the database cache deletes live entries too, which would
+        # forget counts; live rows are about one per request allowed in the longest window.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    }
 
 
 # --- Django core ---------------------------------------------------------------
@@ -119,6 +159,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# Rate-limit counters must be seen by every instance (each Lambda instance has its own
+# memory), so the cache is shared: a table in the database by default, which `migrate`
+# creates, or Redis when there is one.
+REDIS_URL = env_str("REDIS_URL")
+CACHES = {"default": shared_cache(REDIS_URL)}
+
 # The API sits behind API Gateway or a load balancer that sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
@@ -152,6 +198,15 @@ OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 15)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")
 CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
+
+# --- Rate limits -----------------------------------------------------------------
+
+# Counted per client address as the platform saw it (never X-Forwarded-For), per thread
+# and per visitor address, in fixed windows aligned to the clock. Each is `<count>/<period>`.
+RATE_LIMIT_SESSIONS_PER_IP = env_rate("RATE_LIMIT_SESSIONS_PER_IP", "30/hour")
+RATE_LIMIT_TRANSCRIPTS_PER_IP = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_IP", "10/hour")
+RATE_LIMIT_TRANSCRIPTS_PER_THREAD = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_THREAD", "5/hour")
+RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS", "3/hour")
 
 # --- Visitor identity ----------------------------------------------------------
 

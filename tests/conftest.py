@@ -6,6 +6,8 @@ from email.message import EmailMessage
 
 import boto3
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -18,6 +20,18 @@ SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
 STAFF = "leads@shop.example"
 TOKEN = "transcript-token-for-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_database_connection() -> Iterator[None]:
+    """Requests run through the real WSGI handler (as the Lambda handler does) would close
+    the connection that holds the test's transaction when they start and finish. Django's
+    test client detaches the same signal handlers around its own requests."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(scope="session")
