@@ -149,6 +149,12 @@ DATABASES = {
     )
 }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent requests (runserver's threads) write rate-limit tickets at the same time.
+    # A deferred transaction that reads and then writes can be refused at once with
+    # "database is locked"; an immediate one waits for the write lock instead.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

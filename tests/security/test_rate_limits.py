@@ -365,7 +365,8 @@ def test_a_concurrent_burst_of_http_requests_gets_exactly_the_limit(
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                 return response.status, response.headers
         except urllib.error.HTTPError as error:
-            return error.code, error.headers
+            with error:
+                return error.code, error.headers
 
     responses = fire_together(burst, post)
     # The concurrent requests left several pooled connections to the fake server open.
