@@ -368,9 +368,11 @@ def test_a_concurrent_burst_of_http_requests_gets_exactly_the_limit(
             with error:
                 return error.code, error.headers
 
+    # Built before the burst: threads that all miss the client cache at once would each
+    # build a client, and the extra ones would be dropped with their connections open.
+    client = openai_gateway._client()
     responses = fire_together(burst, post)
-    # The concurrent requests left several pooled connections to the fake server open.
-    openai_gateway._client().close()
+    client.close()
 
     assert Counter(status for status, _ in responses) == {200: 4, 429: burst - 4}
     assert all(1 <= int(headers["Retry-After"]) <= 3600 for status, headers in responses if status == 429)
