@@ -62,13 +62,24 @@ def _upstream_error(action: str, exc: openai.OpenAIError) -> UpstreamError:
 
 
 def session_create(
-    *, user: str, workflow_id: str, workflow_version: str, state_variables: dict[str, Any]
+    *,
+    user: str,
+    workflow_id: str,
+    workflow_version: str,
+    state_variables: dict[str, Any],
+    expires_after_seconds: int,
+    max_requests_per_minute: int,
 ) -> ChatKitSession:
     workflow: dict[str, Any] = {"id": workflow_id, "state_variables": state_variables}
     if workflow_version:
         workflow["version"] = workflow_version
     try:
-        session = _client().beta.chatkit.sessions.create(user=user, workflow=workflow)  # type: ignore[arg-type]
+        session = _client().beta.chatkit.sessions.create(
+            user=user,
+            workflow=workflow,  # type: ignore[arg-type]
+            expires_after={"anchor": "created_at", "seconds": expires_after_seconds},
+            rate_limits={"max_requests_per_1_minute": max_requests_per_minute},
+        )
     except openai.OpenAIError as exc:
         raise _upstream_error("creating a ChatKit session", exc) from exc
     return ChatKitSession(client_secret=session.client_secret, expires_at=session.expires_at)

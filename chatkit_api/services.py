@@ -63,6 +63,8 @@ def chatkit_session_create(
         workflow_id=settings.CHATKIT_WORKFLOW_ID,
         workflow_version=settings.CHATKIT_WORKFLOW_VERSION,
         state_variables={"locale": locale or "en", "page_url": page_url or ""},
+        expires_after_seconds=settings.CHATKIT_SESSION_EXPIRES_SECONDS,
+        max_requests_per_minute=settings.CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE,
     )
 
 

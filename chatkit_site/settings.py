@@ -204,6 +204,14 @@ OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 15)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")
 CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
+# Limits OpenAI enforces on each client secret handed out: how long it lives, and how many
+# requests per minute the widget may make with it. The API allows 1 to 600 seconds.
+CHATKIT_SESSION_EXPIRES_SECONDS = env_int("CHATKIT_SESSION_EXPIRES_SECONDS", 600)
+CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE = env_int("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 10)
+if not 1 <= CHATKIT_SESSION_EXPIRES_SECONDS <= 600:
+    raise ImproperlyConfigured("CHATKIT_SESSION_EXPIRES_SECONDS must be between 1 and 600.")
+if CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE < 1:
+    raise ImproperlyConfigured("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE must be 1 or more.")
 
 # --- Rate limits -----------------------------------------------------------------
 

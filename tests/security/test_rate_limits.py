@@ -74,6 +74,27 @@ def test_sessions_over_the_limit_get_a_429_and_reach_no_one(fake_chatkit, settin
     assert session_from("198.51.100.2").status_code == 200
 
 
+def test_each_chatkit_session_carries_the_configured_limits(fake_chatkit, settings):
+    settings.CHATKIT_SESSION_EXPIRES_SECONDS = 300
+    settings.CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE = 4
+    before = int(time.time())
+
+    response = session_from("198.51.100.9")
+
+    [request] = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")
+    assert request.body["expires_after"] == {"anchor": "created_at", "seconds": 300}
+    assert request.body["rate_limits"] == {"max_requests_per_1_minute": 4}
+    assert before + 300 <= response.json()["expires_at"] <= int(time.time()) + 300
+
+
+def test_chatkit_session_limits_default_to_openais_own(fake_chatkit):
+    session_from("198.51.100.9")
+
+    [request] = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")
+    assert request.body["expires_after"] == {"anchor": "created_at", "seconds": 600}
+    assert request.body["rate_limits"] == {"max_requests_per_1_minute": 10}
+
+
 def test_ipv6_addresses_count_by_their_64_network(fake_chatkit, settings):
     settings.RATE_LIMIT_SESSIONS_PER_IP = (2, 3600)
 
