@@ -42,6 +42,21 @@ def _clean(data: dict[str, Any], key: str, default: str = "") -> str:
     return data.get(key) or default
 
 
+# Printable ASCII without spaces, as the keys clients generate (UUIDs, random tokens) are.
+_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters without spaces."]}
+        )
+    return key
+
+
 class SessionApi(APIView):
     """`POST /api/chatkit/session`: a ChatKit client secret for this visitor."""
 
@@ -97,12 +112,14 @@ class TranscriptApi(APIView):
         pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
+        idempotency_key = _idempotency_key(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
         transcript = transcript_send(
             caller=request.user,
+            idempotency_key=idempotency_key,
             thread_id=data["threadId"],
             lead=Lead(
                 name=_clean(data, "name"),

@@ -70,6 +70,16 @@ class RateLimitUnavailable(ServiceError):
     message = "Requests cannot be counted right now, so none are accepted. Try again later."
 
 
+class IdempotencyKeyInUse(ServiceError):
+    status_code = 409
+    message = "A request with this Idempotency-Key is still being processed. Try again shortly."
+
+
+class IdempotencyKeyReused(ServiceError):
+    status_code = 422
+    message = "This Idempotency-Key was already used with a different request."
+
+
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:

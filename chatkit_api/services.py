@@ -5,7 +5,7 @@ is mailed, and every failure after that point leaves the row `failed` with its e
 nothing a visitor typed is lost when OpenAI or SES is down.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.utils import timezone
@@ -18,6 +18,7 @@ from chatkit_api.exceptions import (
     ServiceError,
     ThreadNotFound,
 )
+from chatkit_api.idempotency import Claim, idempotency_attach, idempotency_claim, idempotency_release
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
 from chatkit_api.models import EmailAudience, Transcript, TranscriptEmail, TranscriptStatus
 from chatkit_api.ratelimits import (
@@ -45,6 +46,11 @@ class Caller:
     @property
     def kind(self) -> str:
         return "server" if self.visitor_id is None else "visitor"
+
+    @property
+    def identity(self) -> str:
+        """Whose Idempotency-Keys these are: each visitor's own, and the servers' together."""
+        return self.visitor_id or "server"
 
 
 def _require_settings(*names: str) -> None:
@@ -162,20 +168,23 @@ def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
     return True
 
 
-def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript:
-    """Record the transcript of a thread with the lead details, then mail it.
+def _transcript_complete(transcript: Transcript, audiences: list[str], *, fetch: bool) -> Transcript:
+    """Read the thread (unless its text is stored already) and mail it to `audiences`."""
+    if fetch:
+        try:
+            _transcript_fetch_and_render(transcript)
+        except ServiceError as exc:
+            _transcript_record_failure(transcript, exc.message)
+            raise
+    if not _transcript_deliver(transcript, audiences):
+        raise EmailSendFailed(
+            "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
+            id=transcript.id,
+        )
+    return transcript
 
-    A visitor may only mail a thread they own; someone else's thread is reported as not
-    found so that its existence is not revealed. Nothing is recorded or fetched beyond the
-    owner lookup until that check passes.
 
-    Visitors are limited per address; a server relays for many visitors from one address,
-    so only the per-thread and per-recipient limits apply to it. Those two are counted
-    after the owner check, so that nobody can use up the limits of a thread they do not own.
-    """
-    _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
-    if caller.visitor_id is not None:
-        rate_limit_consume(limit=TRANSCRIPTS_PER_IP, subject=ip_subject(caller.client_ip))
+def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, claim: Claim) -> Transcript:
     owner = openai_gateway.thread_owner(thread_id)
     if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
         raise ThreadNotFound()
@@ -198,19 +207,42 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript
         visitor_copy=visitor_copy,
         recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
     )
-    try:
-        _transcript_fetch_and_render(transcript)
-    except ServiceError as exc:
-        _transcript_record_failure(transcript, exc.message)
-        raise
-
+    idempotency_attach(claim=claim, transcript=transcript)
     audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
-    if not _transcript_deliver(transcript, audiences):
-        raise EmailSendFailed(
-            "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
-            id=transcript.id,
-        )
-    return transcript
+    return _transcript_complete(transcript, audiences, fetch=True)
+
+
+def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_key: str = "") -> Transcript:
+    """Record the transcript of a thread with the lead details, then mail it, once per request.
+
+    A visitor may only mail a thread they own; someone else's thread is reported as not
+    found so that its existence is not revealed. Nothing is recorded or fetched beyond the
+    owner lookup until that check passes.
+
+    Visitors are limited per address; a server relays for many visitors from one address,
+    so only the per-thread and per-recipient limits apply to it. Those two are counted
+    after the owner check, so that nobody can use up the limits of a thread they do not own.
+
+    A retry of the request (the same `idempotency_key`, or without one an identical request
+    within TRANSCRIPT_DUPLICATE_WINDOW_SECONDS) answers with the transcript the first one
+    recorded and mails nothing; if that transcript did not go out, the retry sends it again
+    instead of recording another.
+    """
+    _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
+    if caller.visitor_id is not None:
+        rate_limit_consume(limit=TRANSCRIPTS_PER_IP, subject=ip_subject(caller.client_ip))
+    claim = idempotency_claim(
+        caller=caller.identity, key=idempotency_key, request={"threadId": thread_id, **asdict(lead)}
+    )
+    earlier = claim.record.transcript
+    if claim.replay and earlier is not None:
+        return earlier
+    try:
+        if earlier is not None:
+            return _transcript_complete(earlier, _audiences_to_resend(earlier), fetch=not earlier.body_text)
+        return _transcript_record_and_send(caller=caller, thread_id=thread_id, lead=lead, claim=claim)
+    finally:
+        idempotency_release(claim=claim)
 
 
 def _audiences_to_resend(transcript: Transcript) -> list[str]:

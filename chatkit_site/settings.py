@@ -249,6 +249,18 @@ SES_TO_EMAIL = env_list("SES_TO_EMAIL")
 SES_REPLY_TO = env_str("SES_REPLY_TO") or SES_FROM_EMAIL
 ALLOW_USER_RECAP = env_bool("ALLOW_USER_RECAP", False)
 
+# A retried transcript request must not mail the transcript twice. An Idempotency-Key is
+# remembered this long; without one, an identical request within the window below is the
+# same request.
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24)
+TRANSCRIPT_DUPLICATE_WINDOW_SECONDS = env_int("TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", 300)
+# How long a request holds its key (others get 409); a request still holding it after this
+# is taken to have died. Keep it above the longest a request can run (the function timeout).
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
+for _name in ("IDEMPOTENCY_KEY_HOURS", "TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", "IDEMPOTENCY_LOCK_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be 1 or more.")
+
 DEFAULT_FROM_EMAIL = SES_FROM_EMAIL or "chatkit@localhost"
 if SES_FROM_EMAIL:
     EMAIL_BACKEND = "django_ses.SESBackend"

@@ -6,7 +6,6 @@ concurrent requests must not get past a limit; a forged X-Forwarded-For must not
 
 import json
 import os
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,10 +14,9 @@ from collections import Counter
 
 import pytest
 import redis
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connection
 from rest_framework.test import APIClient
 
 from chatkit_api import openai_gateway
@@ -27,6 +25,7 @@ from chatkit_api.models import Transcript
 from chatkit_api.ratelimits import SESSIONS_PER_IP, ip_subject, rate_limit_consume
 from chatkit_site.lambda_handler import handler
 from chatkit_site.settings import env_rate, shared_cache
+from tests.concurrency import fire_together
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event, rest_api_v1_event
 from tests.test_transcript import LEAD, send, server_client, visitor_with_thread
@@ -301,41 +300,12 @@ BURST = 40
 LIMIT = 10
 
 
-def fire_together(count, action):
-    """Run `action` in `count` threads released at the same moment; their results."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(index):
-        try:
-            barrier.wait()
-            results[index] = action()
-        finally:
-            # Each thread opened its own database connection.
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 def consume_once():
     try:
         rate_limit_consume(limit=SESSIONS_PER_IP, subject="203.0.113.50")
     except RateLimited:
         return "refused"
     return "allowed"
-
-
-@pytest.fixture
-def empty_shared_cache():
-    """Committed data survives a transactional test's flush, which knows only model tables."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
