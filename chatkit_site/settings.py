@@ -109,12 +109,17 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "chatkit_api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chatkit_api.middleware.ApiResponseHeadersMiddleware",
+    # Before anything that can answer, so that every reply (a 413 too) carries CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
+    "chatkit_api.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -175,6 +180,39 @@ CACHES = {"default": shared_cache(REDIS_URL)}
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+
+# --- HTTPS and security headers --------------------------------------------------
+
+# Plain HTTP is redirected to HTTPS. API Gateway and Function URLs only speak HTTPS anyway;
+# this covers a load balancer with an HTTP listener.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Browsers that saw the API over HTTPS refuse plain HTTP to it for this long (a year).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+# Both apply below the API's own host name (api.example.com covers *.api.example.com).
+# Preload only has an effect once the domain is submitted to the browsers' preload list.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Django's defaults, kept on purpose: nosniff, no framing, no cross-origin window handles,
+# no Referer to other origins.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Bodies are small JSON; anything bigger is refused with 413 before it is read. Every valid
+# request fits, even with each character escaped as a \u surrogate pair (about 90 KB).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 128 * 1024)
+
+# Pages on these origins (e.g. https://shop.example) may call the API from the browser
+# with the visitor cookie. The API's own origin needs no entry. Credentials are allowed,
+# and django-cors-headers only ever grants them to a listed origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/chatkit/"
+CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key"]
+# So that the widget's code can read when to try again after a 429.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 LOGGING = {
     "version": 1,

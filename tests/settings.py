@@ -12,6 +12,10 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-signing-key-0123456789abc
 from chatkit_site.settings import *  # noqa: F403
 from chatkit_site.settings import DATABASES, shared_cache
 
+# The test client speaks plain HTTP; tests/security/test_deploy_check.py checks the
+# production value.
+SECURE_SSL_REDIRECT = False
+
 # Rate-limit counters in the test database, rolled back with each test whatever REDIS_URL
 # says; the Redis tests choose Redis themselves.
 CACHES = {"default": shared_cache("")}

@@ -301,7 +301,7 @@ def test_someone_elses_thread_leaves_nothing_behind(fake_chatkit, ses):
 
 def test_a_visitor_cannot_learn_of_someone_elses_send_by_repeating_it(fake_chatkit, ses):
     owner, thread = visitor_with_thread(fake_chatkit, [user_message("mine")])
-    stranger = APIClient()
+    stranger = APIClient(HTTP_ORIGIN="http://testserver")
     stranger.post("/api/chatkit/session", {}, format="json")
     body = {"threadId": thread.id}
 

@@ -28,6 +28,7 @@ from chatkit_site.settings import env_rate, shared_cache
 from tests.concurrency import fire_together
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event, rest_api_v1_event
+from tests.security.helpers import lambda_header
 from tests.test_transcript import LEAD, send, server_client, visitor_with_thread
 
 pytestmark = pytest.mark.django_db
@@ -37,13 +38,6 @@ SESSION_URL = "/api/chatkit/session"
 
 def session_from(ip):
     return APIClient(REMOTE_ADDR=ip).post(SESSION_URL, {}, format="json")
-
-
-def lambda_header(response, name):
-    """A header of a Lambda reply, whichever way the event type returns headers."""
-    single = {key.lower(): value for key, value in (response.get("headers") or {}).items()}
-    multi = {key.lower(): values[-1] for key, values in (response.get("multiValueHeaders") or {}).items()}
-    return {**multi, **single}[name.lower()]
 
 
 def assert_rate_limited(response, *, within):
