@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
+from chatkit_api.redaction import secrets_redact
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,6 +40,7 @@ def email_send(email: OutgoingEmail) -> str:
     # message did not go out, and the caller records it for a resend.
     except Exception as exc:
         logger.exception("Sending the transcript email to %d recipient(s) failed", len(email.to))
-        raise MailError(f"{type(exc).__name__}: {exc}") from exc
+        # Kept on the transcript and shown in the admin: whatever the backend quoted, no secret.
+        raise MailError(secrets_redact(f"{type(exc).__name__}: {exc}")) from exc
     # django-ses leaves SES's MessageId here once the message is accepted.
     return str(message.extra_headers.get("message_id", ""))

@@ -217,11 +217,18 @@ CORS_EXPOSE_HEADERS = ["Retry-After"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # An upstream error body or a backend's exception can quote a credential.
+    "filters": {"redact_secrets": {"()": "chatkit_api.redaction.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # The HTTP client under the openai SDK logs every request at INFO: one line per page
-    # of a long thread says nothing an operator needs.
-    "loggers": {"httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        # The HTTP client under the openai SDK logs every request at INFO: one line per page
+        # of a long thread says nothing an operator needs.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # At DEBUG botocore logs each signed request with its headers, the session token too.
+        "botocore": {"level": "INFO"},
+    },
 }
 
 REST_FRAMEWORK = {
