@@ -1,6 +1,7 @@
 """Sending mail through Django's email API; in production the backend is django-ses."""
 
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -9,6 +10,15 @@ from django.core.mail import EmailMultiAlternatives
 from chatkit_api.redaction import secrets_redact
 
 logger = logging.getLogger(__name__)
+
+# Control characters other than tab, and Unicode line separators: in a mail header any of
+# them could start a new header (CR, LF), cut it short (NUL), or read as a line break to
+# some mail client or parser.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def header_safe(value: str) -> bool:
+    return not _HEADER_UNSAFE.search(value)
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,15 @@ class MailError(Exception):
 
 
 def email_send(email: OutgoingEmail) -> str:
-    """Send one message and return the provider's message id ("" for local backends)."""
+    """Send one message and return the provider's message id ("" for local backends).
+
+    Input is checked where it enters, but a stored transcript can be resent long after; no
+    header value that could add a header or a recipient ever reaches the backend.
+    """
+    if not all(header_safe(value) for value in [email.subject, email.reply_to, *email.to]):
+        raise MailError(
+            "A subject, recipient or Reply-To contains a line break or control character; not sent."
+        )
     message = EmailMultiAlternatives(
         subject=email.subject,
         body=email.text,
