@@ -8,6 +8,7 @@ nothing a visitor typed is lost when OpenAI or SES is down.
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -193,21 +194,23 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
     rate_limit_consume(limit=TRANSCRIPTS_PER_THREAD, subject=thread_id)
     if visitor_copy:
         rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
-    transcript = Transcript.objects.create(
-        thread_id=thread_id,
-        visitor_id=owner,
-        requested_by=caller.kind,
-        name=lead.name,
-        email=lead.email,
-        phone=lead.phone,
-        vehicle=lead.vehicle,
-        details=lead.details,
-        mode=lead.mode,
-        page_url=lead.page_url,
-        visitor_copy=visitor_copy,
-        recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
-    )
-    idempotency_attach(claim=claim, transcript=transcript)
+    # Recorded and tied to the key together: a retry finds this transcript or none at all.
+    with transaction.atomic():
+        transcript = Transcript.objects.create(
+            thread_id=thread_id,
+            visitor_id=owner,
+            requested_by=caller.kind,
+            name=lead.name,
+            email=lead.email,
+            phone=lead.phone,
+            vehicle=lead.vehicle,
+            details=lead.details,
+            mode=lead.mode,
+            page_url=lead.page_url,
+            visitor_copy=visitor_copy,
+            recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
+        )
+        idempotency_attach(claim=claim, transcript=transcript)
     audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
     return _transcript_complete(transcript, audiences, fetch=True)
 

@@ -40,6 +40,13 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
 
 
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be 1 or more, not {value}.")
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
 
@@ -252,11 +259,9 @@ CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
 # Limits OpenAI enforces on each client secret handed out: how long it lives, and how many
 # requests per minute the widget may make with it. The API allows 1 to 600 seconds.
 CHATKIT_SESSION_EXPIRES_SECONDS = env_int("CHATKIT_SESSION_EXPIRES_SECONDS", 600)
-CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE = env_int("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 10)
+CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE = env_positive_int("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 10)
 if not 1 <= CHATKIT_SESSION_EXPIRES_SECONDS <= 600:
     raise ImproperlyConfigured("CHATKIT_SESSION_EXPIRES_SECONDS must be between 1 and 600.")
-if CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE < 1:
-    raise ImproperlyConfigured("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE must be 1 or more.")
 
 # --- Rate limits -----------------------------------------------------------------
 
@@ -297,14 +302,11 @@ ALLOW_USER_RECAP = env_bool("ALLOW_USER_RECAP", False)
 # A retried transcript request must not mail the transcript twice. An Idempotency-Key is
 # remembered this long; without one, an identical request within the window below is the
 # same request.
-IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24)
-TRANSCRIPT_DUPLICATE_WINDOW_SECONDS = env_int("TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", 300)
+IDEMPOTENCY_KEY_HOURS = env_positive_int("IDEMPOTENCY_KEY_HOURS", 24)
+TRANSCRIPT_DUPLICATE_WINDOW_SECONDS = env_positive_int("TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", 300)
 # How long a request holds its key (others get 409); a request still holding it after this
 # is taken to have died. Keep it above the longest a request can run (the function timeout).
-IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
-for _name in ("IDEMPOTENCY_KEY_HOURS", "TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", "IDEMPOTENCY_LOCK_SECONDS"):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name} must be 1 or more.")
+IDEMPOTENCY_LOCK_SECONDS = env_positive_int("IDEMPOTENCY_LOCK_SECONDS", 120)
 
 DEFAULT_FROM_EMAIL = SES_FROM_EMAIL or "chatkit@localhost"
 if SES_FROM_EMAIL:
