@@ -1,5 +1,6 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -8,17 +9,36 @@ from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatkit_api.authentication import TranscriptTokenAuthentication, VisitorCookieAuthentication
+from chatkit_api.authentication import (
+    TranscriptTokenAuthentication,
+    VisitorCookieAuthentication,
+    origin_allowed,
+)
 from chatkit_api.exceptions import RequestTooLarge
 from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.serializers import LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import chatkit_session_create, transcript_send
-from chatkit_api.visitors import visitor_from_request, visitor_new_id, visitor_set_cookie
+from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
+
+# Printable ASCII without spaces, as the keys clients generate (UUIDs, random tokens) are.
+_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters without spaces."]}
+        )
+    return key
 
 
 class ChatKitApiView(APIView):
@@ -50,6 +70,7 @@ class SessionApi(ChatKitApiView):
             visitor_id=visitor_id,
             locale=clean(data, "locale"),
             page_url=clean(data, "pageUrl"),
+            client_ip=client_ip(request),
         )
         response = Response({"client_secret": session.client_secret, "expires_at": session.expires_at})
         visitor_set_cookie(response, visitor_id)
@@ -69,12 +90,14 @@ class TranscriptApi(ChatKitApiView):
         )
 
     def post(self, request: Request) -> Response:
+        idempotency_key = _idempotency_key(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
         transcript = transcript_send(
             caller=request.user,
+            idempotency_key=idempotency_key,
             thread_id=data["threadId"],
             lead=lead_from(data),
         )
@@ -113,12 +136,21 @@ class ChatKitApi(ChatKitApiView):
         # managed deployment should not pay at every cold start.
         from chatkit_api.chatkit_server import chatkit_request_process
 
+        if not origin_allowed(request):
+            # Every ChatKit request comes from the widget in a page; one from another site's
+            # page would spend this site's tokens, and with the visitor's cookie act as them.
+            raise PermissionDenied(
+                "Refused: the ChatKit endpoint answers pages on the API's own origin or an "
+                "origin listed in CORS_ALLOWED_ORIGINS."
+            )
         try:
             body = request.body
         except RequestDataTooBig:
             raise RequestTooLarge() from None
         visitor_id = visitor_from_request(request) or visitor_new_id()
-        reply = chatkit_request_process(visitor_id=visitor_id, body=body, stream=_host_can_stream(request))
+        reply = chatkit_request_process(
+            visitor_id=visitor_id, client_ip=client_ip(request), body=body, stream=_host_can_stream(request)
+        )
         response: HttpResponseBase
         if reply.stream is not None:
             response = StreamingHttpResponse(reply.stream, content_type=reply.content_type)

@@ -1,12 +1,14 @@
 """The two ways to call the transcript endpoint: a server's bearer token or a visitor's cookie."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 from rest_framework import authentication, exceptions
 
 from chatkit_api.services import Caller
-from chatkit_api.visitors import visitor_from_request
+from chatkit_api.visitors import client_ip, visitor_from_request
 
 
 class TranscriptTokenAuthentication(authentication.BaseAuthentication):
@@ -20,15 +22,49 @@ class TranscriptTokenAuthentication(authentication.BaseAuthentication):
         expected = settings.TRANSCRIPT_API_TOKEN
         if scheme.lower() != "bearer" or not expected or not constant_time_compare(token.strip(), expected):
             raise exceptions.AuthenticationFailed("Invalid transcript API token.")
-        return Caller(), None
+        return Caller(client_ip=client_ip(request)), None
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="transcript"'
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url.strip().lower())
+    return parts.scheme, parts.netloc
+
+
+def origin_allowed(request: HttpRequest) -> bool:
+    """The calling page is on the API's own origin or on one in CORS_ALLOWED_ORIGINS.
+
+    Browsers send Origin with every POST, same-origin or not, and a page cannot change it.
+    """
+    origin = request.headers.get("Origin", "")
+    if not origin or origin == "null":
+        return False
+    try:
+        caller = _origin(origin)
+    except ValueError:
+        return False
+    own = (request.scheme or "", request.get_host().lower())
+    return caller == own or caller in {_origin(allowed) for allowed in settings.CORS_ALLOWED_ORIGINS}
+
+
 class VisitorCookieAuthentication(authentication.BaseAuthentication):
-    """The visitor cookie issued by the session endpoint: that visitor's own threads only."""
+    """The visitor cookie issued by the session endpoint: that visitor's own threads only.
+
+    A browser sends the cookie on whatever page made the request, so a page on another site
+    could make a visitor's browser send mail. The request's Origin must therefore be one
+    the site trusts; this does for cookie calls what a CSRF token would, with nothing for
+    the widget's code to add.
+    """
 
     def authenticate(self, request: HttpRequest) -> tuple[Caller, None] | None:
         visitor_id = visitor_from_request(request)
-        return (Caller(visitor_id=visitor_id), None) if visitor_id else None
+        if not visitor_id:
+            return None
+        if not origin_allowed(request):
+            raise exceptions.PermissionDenied(
+                "Refused: a browser may send transcripts only from the API's own origin or "
+                "an origin listed in CORS_ALLOWED_ORIGINS."
+            )
+        return Caller(visitor_id=visitor_id, client_ip=client_ip(request)), None

@@ -57,6 +57,7 @@ from chatkit_api.exceptions import (
     validation_summary,
 )
 from chatkit_api.models import ChatKitThread
+from chatkit_api.ratelimits import CHATKIT_REQUESTS_PER_IP, ip_subject, rate_limit_consume
 from chatkit_api.serializers import LeadSerializer, lead_from
 from chatkit_api.services import Caller, self_hosted, transcript_send
 
@@ -134,7 +135,10 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
         lead = lead_from(serializer.validated_data)
         try:
             transcript = await context.event_loop.call(
-                transcript_send, caller=Caller(visitor_id=context.visitor_id), thread_id=thread.id, lead=lead
+                transcript_send,
+                caller=Caller(visitor_id=context.visitor_id, client_ip=context.client_ip),
+                thread_id=thread.id,
+                lead=lead,
             )
         except ServiceError as exc:
             raise CustomStreamError(exc.message, allow_retry=exc.status_code >= 500) from exc
@@ -211,7 +215,7 @@ def sse_stream(event_loop: RequestEventLoop, events: Iterator[bytes], first: byt
         event_loop.close()
 
 
-def chatkit_request_process(*, visitor_id: str, body: bytes, stream: bool) -> ChatKitReply:
+def chatkit_request_process(*, visitor_id: str, client_ip: str, body: bytes, stream: bool) -> ChatKitReply:
     """Serve one ChatKit protocol request for the visitor.
 
     Everything that can be refused (mode, configuration, a malformed request, another
@@ -225,12 +229,13 @@ def chatkit_request_process(*, visitor_id: str, body: bytes, stream: bool) -> Ch
         )
     if not settings.OPENAI_API_KEY:
         raise NotConfigured(["OPENAI_API_KEY"])
+    rate_limit_consume(limit=CHATKIT_REQUESTS_PER_IP, subject=ip_subject(client_ip))
     request = _parse(body)
     _check_supported(request)
     server = SiteChatKitServer(agent_load())
 
     event_loop = RequestEventLoop()
-    context = ChatKitContext(visitor_id=visitor_id, event_loop=event_loop)
+    context = ChatKitContext(visitor_id=visitor_id, event_loop=event_loop, client_ip=client_ip)
     try:
         with _refusals():
             result = event_loop.run(server.process(body, context))

@@ -37,6 +37,8 @@ class ChatKitContext:
 
     visitor_id: str
     event_loop: RequestEventLoop
+    # The address the platform saw, which the recap action's rate limits count by.
+    client_ip: str = ""
 
 
 def _new_id(kind: StoreItemType) -> str:

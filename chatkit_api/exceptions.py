@@ -21,6 +21,10 @@ class ServiceError(Exception):
         self.extra = extra
         super().__init__(self.message)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotConfigured(ServiceError):
     status_code = 503
@@ -71,8 +75,38 @@ class EmailSendFailed(ServiceError):
     status_code = 502
 
 
-def error_response(status: int, message: str, **extra: Any) -> Response:
-    return Response({"error": message, **extra}, status=status)
+class RateLimited(ServiceError):
+    """A limit is used up; the reply says when the next request can go through."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extra["retry_after"])}
+
+
+class RateLimitUnavailable(ServiceError):
+    status_code = 503
+    message = "Requests cannot be counted right now, so none are accepted. Try again later."
+
+
+class IdempotencyKeyInUse(ServiceError):
+    status_code = 409
+    message = "A request with this Idempotency-Key is still being processed. Try again shortly."
+
+
+class IdempotencyKeyReused(ServiceError):
+    status_code = 422
+    message = "This Idempotency-Key was already used with a different request."
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    return Response({"error": message, **extra}, status=status, headers=headers)
 
 
 def _field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -105,7 +139,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ServiceError):
         if exc.status_code >= 500:
             logger.warning("%s: %s", type(exc).__name__, exc.message)
-        return error_response(exc.status_code, exc.message, **exc.extra)
+        return error_response(exc.status_code, exc.message, exc.headers, **exc.extra)
 
     if isinstance(exc, drf_exceptions.ValidationError):
         message, fields = validation_summary(exc.detail)

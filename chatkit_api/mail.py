@@ -2,13 +2,25 @@
 
 import functools
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
+from chatkit_api.redaction import secrets_redact
+
 logger = logging.getLogger(__name__)
+
+# Control characters other than tab, and Unicode line separators: in a mail header any of
+# them could start a new header (CR, LF), cut it short (NUL), or read as a line break to
+# some mail client or parser.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def header_safe(value: str) -> bool:
+    return not _HEADER_UNSAFE.search(value)
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,15 @@ def _open_connection(backend: str) -> BaseEmailBackend:
 
 
 def email_send(email: OutgoingEmail) -> str:
-    """Send one message and return the provider's message id ("" for local backends)."""
+    """Send one message and return the provider's message id ("" for local backends).
+
+    Input is checked where it enters, but a stored transcript can be resent long after; no
+    header value that could add a header or a recipient ever reaches the backend.
+    """
+    if not all(header_safe(value) for value in [email.subject, email.reply_to, *email.to]):
+        raise MailError(
+            "A subject, recipient or Reply-To contains a line break or control character; not sent."
+        )
     message = EmailMultiAlternatives(
         connection=_open_connection(settings.EMAIL_BACKEND),
         subject=email.subject,
@@ -54,6 +74,7 @@ def email_send(email: OutgoingEmail) -> str:
     # message did not go out, and the caller records it for a resend.
     except Exception as exc:
         logger.exception("Sending the transcript email to %d recipient(s) failed", len(email.to))
-        raise MailError(f"{type(exc).__name__}: {exc}") from exc
+        # Kept on the transcript and shown in the admin: whatever the backend quoted, no secret.
+        raise MailError(secrets_redact(f"{type(exc).__name__}: {exc}")) from exc
     # django-ses leaves SES's MessageId here once the message is accepted.
     return str(message.extra_headers.get("message_id", ""))

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 
 class TranscriptStatus(models.TextChoices):
@@ -206,3 +207,31 @@ class ChatKitAttachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class IdempotencyKey(models.Model):
+    """A transcript request already seen, so that a retry does not mail the transcript twice.
+
+    `key` is the caller's Idempotency-Key header, or for a request without one a digest of
+    the request itself: an identical request within a short window is the same request.
+    """
+
+    caller = models.CharField(max_length=64, help_text="Who sent the request: 'server' or the visitor id.")
+    key = models.CharField(max_length=300)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request's fields.")
+    transcript = models.ForeignKey(
+        Transcript, null=True, blank=True, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    locked_until = models.DateTimeField(
+        null=True, blank=True, help_text="Set while a request works on it; a later one gets 409 until then."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caller", "key"], name="idempotency_key_unique_per_caller"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller}: {self.key}"

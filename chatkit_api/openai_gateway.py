@@ -105,13 +105,28 @@ def _chatkit_request(method: str, path: str, *, body: Any = None, params: Any = 
 
 
 def session_create(
-    *, user: str, workflow_id: str, workflow_version: str, state_variables: dict[str, Any]
+    *,
+    user: str,
+    workflow_id: str,
+    workflow_version: str,
+    state_variables: dict[str, Any],
+    expires_after_seconds: int,
+    max_requests_per_minute: int,
 ) -> ChatKitSession:
     workflow: dict[str, Any] = {"id": workflow_id, "state_variables": state_variables}
     if workflow_version:
         workflow["version"] = workflow_version
     try:
-        session = _chatkit_request("post", "/chatkit/sessions", body={"user": user, "workflow": workflow})
+        session = _chatkit_request(
+            "post",
+            "/chatkit/sessions",
+            body={
+                "user": user,
+                "workflow": workflow,
+                "expires_after": {"anchor": "created_at", "seconds": expires_after_seconds},
+                "rate_limits": {"max_requests_per_1_minute": max_requests_per_minute},
+            },
+        )
         return ChatKitSession(client_secret=session["client_secret"], expires_at=session.get("expires_at"))
     except openai.OpenAIError as exc:
         raise _upstream_error("creating a ChatKit session", exc) from exc

@@ -11,11 +11,12 @@ thread, what are its items) in the same shapes, so the transcript rules and the 
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -28,6 +29,7 @@ from chatkit_api.exceptions import (
     ServiceError,
     ThreadNotFound,
 )
+from chatkit_api.idempotency import Claim, idempotency_attach, idempotency_claim, idempotency_release
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
 from chatkit_api.models import (
     DeliveryState,
@@ -35,6 +37,14 @@ from chatkit_api.models import (
     Transcript,
     TranscriptEmail,
     TranscriptStatus,
+)
+from chatkit_api.ratelimits import (
+    SESSIONS_PER_IP,
+    TRANSCRIPTS_PER_IP,
+    TRANSCRIPTS_PER_THREAD,
+    VISITOR_COPIES_PER_ADDRESS,
+    ip_subject,
+    rate_limit_consume,
 )
 from chatkit_api.rendering import Lead, transcript_render
 
@@ -46,6 +56,8 @@ class Caller:
     """Who is calling the transcript endpoint: a visitor's browser or a trusted server."""
 
     visitor_id: str | None = None
+    # The address the platform saw (REMOTE_ADDR), which rate limits count by.
+    client_ip: str = ""
 
     # DRF's IsAuthenticated reads this: a Caller only exists once authentication passed.
     is_authenticated = True
@@ -53,6 +65,11 @@ class Caller:
     @property
     def kind(self) -> str:
         return "server" if self.visitor_id is None else "visitor"
+
+    @property
+    def identity(self) -> str:
+        """Whose Idempotency-Keys these are: each visitor's own, and the servers' together."""
+        return self.visitor_id or "server"
 
 
 def _require_settings(*names: str) -> None:
@@ -75,18 +92,23 @@ def _thread_source_settings() -> tuple[str, ...]:
     return () if self_hosted() else ("OPENAI_API_KEY",)
 
 
-def chatkit_session_create(*, visitor_id: str, locale: str, page_url: str) -> openai_gateway.ChatKitSession:
+def chatkit_session_create(
+    *, visitor_id: str, locale: str, page_url: str, client_ip: str
+) -> openai_gateway.ChatKitSession:
     if self_hosted():
         raise NotServedInThisMode(
             "Not found: this service runs ChatKit self-hosted (CHATKIT_MODE=self_hosted), so there "
             "are no client secrets. Point the widget's api.url at /api/chatkit instead."
         )
     _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+    rate_limit_consume(limit=SESSIONS_PER_IP, subject=ip_subject(client_ip))
     return openai_gateway.session_create(
         user=visitor_id,
         workflow_id=settings.CHATKIT_WORKFLOW_ID,
         workflow_version=settings.CHATKIT_WORKFLOW_VERSION,
         state_variables={"locale": locale or "en", "page_url": page_url or ""},
+        expires_after_seconds=settings.CHATKIT_SESSION_EXPIRES_SECONDS,
+        max_requests_per_minute=settings.CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE,
     )
 
 
@@ -192,46 +214,83 @@ def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
     return True
 
 
-def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript:
-    """Record the transcript of a thread with the lead details, then mail it.
-
-    A visitor may only mail a thread they own; someone else's thread is reported as not
-    found so that its existence is not revealed. Nothing is recorded or fetched beyond the
-    owner lookup until that check passes.
-    """
-    _require_settings(*_thread_source_settings(), "SES_TO_EMAIL")
-    owner = _thread_source().thread_owner(thread_id)
-    if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
-        raise ThreadNotFound()
-
-    visitor_copy = _wants_visitor_copy(lead)
-    transcript = Transcript.objects.create(
-        thread_id=thread_id,
-        visitor_id=owner,
-        requested_by=caller.kind,
-        name=lead.name,
-        email=lead.email,
-        phone=lead.phone,
-        vehicle=lead.vehicle,
-        details=lead.details,
-        mode=lead.mode,
-        page_url=lead.page_url,
-        visitor_copy=visitor_copy,
-        recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
-    )
-    try:
-        _transcript_fetch_and_render(transcript)
-    except ServiceError as exc:
-        _transcript_record_failure(transcript, exc.message)
-        raise
-
-    audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
+def _transcript_complete(transcript: Transcript, audiences: list[str], *, fetch: bool) -> Transcript:
+    """Read the thread (unless its text is stored already) and mail it to `audiences`."""
+    if fetch:
+        try:
+            _transcript_fetch_and_render(transcript)
+        except ServiceError as exc:
+            _transcript_record_failure(transcript, exc.message)
+            raise
     if not _transcript_deliver(transcript, audiences):
         raise EmailSendFailed(
             "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
             id=transcript.id,
         )
     return transcript
+
+
+def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, claim: Claim) -> Transcript:
+    owner = _thread_source().thread_owner(thread_id)
+    if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
+        raise ThreadNotFound()
+
+    visitor_copy = _wants_visitor_copy(lead)
+    rate_limit_consume(limit=TRANSCRIPTS_PER_THREAD, subject=thread_id)
+    if visitor_copy:
+        rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
+    # Recorded and tied to the key together: a retry finds this transcript or none at all.
+    with transaction.atomic():
+        transcript = Transcript.objects.create(
+            thread_id=thread_id,
+            visitor_id=owner,
+            requested_by=caller.kind,
+            name=lead.name,
+            email=lead.email,
+            phone=lead.phone,
+            vehicle=lead.vehicle,
+            details=lead.details,
+            mode=lead.mode,
+            page_url=lead.page_url,
+            visitor_copy=visitor_copy,
+            recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
+        )
+        idempotency_attach(claim=claim, transcript=transcript)
+    audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
+    return _transcript_complete(transcript, audiences, fetch=True)
+
+
+def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_key: str = "") -> Transcript:
+    """Record the transcript of a thread with the lead details, then mail it, once per request.
+
+    A visitor may only mail a thread they own; someone else's thread is reported as not
+    found so that its existence is not revealed. Nothing is recorded or fetched beyond the
+    owner lookup until that check passes.
+
+    Visitors are limited per address; a server relays for many visitors from one address,
+    so only the per-thread and per-recipient limits apply to it. Those two are counted
+    after the owner check, so that nobody can use up the limits of a thread they do not own.
+
+    A retry of the request (the same `idempotency_key`, or without one an identical request
+    within TRANSCRIPT_DUPLICATE_WINDOW_SECONDS) answers with the transcript the first one
+    recorded and mails nothing; if that transcript did not go out, the retry sends it again
+    instead of recording another.
+    """
+    _require_settings(*_thread_source_settings(), "SES_TO_EMAIL")
+    if caller.visitor_id is not None:
+        rate_limit_consume(limit=TRANSCRIPTS_PER_IP, subject=ip_subject(caller.client_ip))
+    claim = idempotency_claim(
+        caller=caller.identity, key=idempotency_key, request={"threadId": thread_id, **asdict(lead)}
+    )
+    earlier = claim.record.transcript
+    if claim.replay and earlier is not None:
+        return earlier
+    try:
+        if earlier is not None:
+            return _transcript_complete(earlier, _audiences_to_resend(earlier), fetch=not earlier.body_text)
+        return _transcript_record_and_send(caller=caller, thread_id=thread_id, lead=lead, claim=claim)
+    finally:
+        idempotency_release(claim=claim)
 
 
 def _audiences_to_resend(transcript: Transcript) -> list[str]:

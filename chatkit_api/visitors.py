@@ -36,6 +36,12 @@ def visitor_from_request(request: HttpRequest) -> str | None:
     return None
 
 
+def client_ip(request: HttpRequest) -> str:
+    """The address the platform saw: REMOTE_ADDR, which the Lambda handler sets from the
+    request context. Never X-Forwarded-For, which the client writes itself."""
+    return request.META.get("REMOTE_ADDR") or ""
+
+
 def visitor_set_cookie(response: HttpResponse, visitor_id: str) -> None:
     """(Re)issue the cookie; every session call renews its lifetime."""
     response.set_signed_cookie(

@@ -7,6 +7,7 @@ beyond what `make run` sets.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -39,8 +40,54 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
 
 
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be 1 or more, not {value}.")
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
+
+
+_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A limit written as `<count>/<second|minute|hour|day>`, e.g. `10/hour`: (count, seconds).
+
+    `off` turns the limit off (None).
+    """
+    raw = env_str(name, default).lower()
+    if raw == "off":
+        return None
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must look like 10/hour (a count of 1 or more per second, minute, hour or day) "
+            f"or be off, not {raw!r}."
+        )
+    return int(count), _RATE_PERIODS[period]
+
+
+def shared_cache(redis_url: str) -> dict[str, Any]:
+    """The cache that rate-limit counters live in: Redis at `redis_url`, else the database."""
+    if redis_url:
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "chatkit",
+            # A Redis that does not answer must fail the request quickly rather than hang it.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    return {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "chatkit_cache",
+        # Past this many rows the database cache deletes live entries too, which would
+        # forget counts; live rows are about one per request allowed in the longest window.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    }
 
 
 # --- Django core ---------------------------------------------------------------
@@ -69,6 +116,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "chatkit_api",
 ]
@@ -77,6 +125,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from the deployment itself (Lambda has no web server).
     "chatkit_site.static_files.LazyWhiteNoiseMiddleware",
+    "chatkit_api.middleware.ApiResponseHeadersMiddleware",
+    # Before anything that can answer, so that every reply (a 413 too) carries CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
+    "chatkit_api.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,6 +176,12 @@ DATABASES = {
     )
 }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent requests (runserver's threads) write rate-limit tickets at the same time.
+    # A deferred transaction that reads and then writes can be refused at once with
+    # "database is locked"; an immediate one waits for the write lock instead.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -140,19 +198,65 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Rate-limit counters must be seen by every instance (each Lambda instance has its own
+# memory), so the cache is shared: a table in the database by default, which `migrate`
+# creates, or Redis when there is one.
+REDIS_URL = env_str("REDIS_URL")
+CACHES = {"default": shared_cache(REDIS_URL)}
+
 # The API sits behind API Gateway or a load balancer that sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
+# --- HTTPS and security headers --------------------------------------------------
+
+# Plain HTTP is redirected to HTTPS. API Gateway and Function URLs only speak HTTPS anyway;
+# this covers a load balancer with an HTTP listener.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Browsers that saw the API over HTTPS refuse plain HTTP to it for this long (a year).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+# Both apply below the API's own host name (api.example.com covers *.api.example.com).
+# Preload only has an effect once the domain is submitted to the browsers' preload list.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Django's defaults, kept on purpose: nosniff, no framing, no cross-origin window handles,
+# no Referer to other origins.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Bodies are small JSON; anything bigger is refused with 413 before it is read. Every valid
+# request fits, even with each character escaped as a \u surrogate pair (about 90 KB).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 128 * 1024)
+
+# Pages on these origins (e.g. https://shop.example) may call the API from the browser
+# with the visitor cookie. The API's own origin needs no entry. Credentials are allowed,
+# and django-cors-headers only ever grants them to a listed origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/chatkit/"
+CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key"]
+# So that the widget's code can read when to try again after a 429.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # An upstream error body or a backend's exception can quote a credential.
+    "filters": {"redact_secrets": {"()": "chatkit_api.redaction.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # The HTTP client under the openai SDK logs every request at INFO: one line per page
-    # of a long thread says nothing an operator needs.
-    "loggers": {"httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        # The HTTP client under the openai SDK logs every request at INFO: one line per page
+        # of a long thread says nothing an operator needs.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # At DEBUG botocore logs each signed request with its headers, the session token too.
+        "botocore": {"level": "INFO"},
+    },
 }
 
 REST_FRAMEWORK = {
@@ -173,6 +277,24 @@ OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 15)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")
 CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
+# Limits OpenAI enforces on each client secret handed out: how long it lives, and how many
+# requests per minute the widget may make with it. The API allows 1 to 600 seconds.
+CHATKIT_SESSION_EXPIRES_SECONDS = env_int("CHATKIT_SESSION_EXPIRES_SECONDS", 600)
+CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE = env_positive_int("CHATKIT_SESSION_MAX_REQUESTS_PER_MINUTE", 10)
+if not 1 <= CHATKIT_SESSION_EXPIRES_SECONDS <= 600:
+    raise ImproperlyConfigured("CHATKIT_SESSION_EXPIRES_SECONDS must be between 1 and 600.")
+
+# --- Rate limits -----------------------------------------------------------------
+
+# Counted per client address as the platform saw it (never X-Forwarded-For), per thread
+# and per visitor address, in fixed windows aligned to the clock. Each is `<count>/<period>`.
+RATE_LIMIT_SESSIONS_PER_IP = env_rate("RATE_LIMIT_SESSIONS_PER_IP", "30/hour")
+RATE_LIMIT_TRANSCRIPTS_PER_IP = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_IP", "10/hour")
+RATE_LIMIT_TRANSCRIPTS_PER_THREAD = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_THREAD", "5/hour")
+RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS", "3/hour")
+# Self-hosted: every ChatKit request (a message, opening the history, loading a thread) from
+# one address. A conversation makes a few per message, and each message costs model tokens.
+RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = env_rate("RATE_LIMIT_CHATKIT_REQUESTS_PER_IP", "300/hour")
 
 # `managed`: the widget gets a client secret from /api/chatkit/session and talks to an Agent
 # Builder workflow hosted by OpenAI. `self_hosted`: the widget talks to /api/chatkit, where
@@ -224,6 +346,15 @@ SES_FROM_EMAIL = env_str("SES_FROM_EMAIL")
 SES_TO_EMAIL = env_list("SES_TO_EMAIL")
 SES_REPLY_TO = env_str("SES_REPLY_TO") or SES_FROM_EMAIL
 ALLOW_USER_RECAP = env_bool("ALLOW_USER_RECAP", False)
+
+# A retried transcript request must not mail the transcript twice. An Idempotency-Key is
+# remembered this long; without one, an identical request within the window below is the
+# same request.
+IDEMPOTENCY_KEY_HOURS = env_positive_int("IDEMPOTENCY_KEY_HOURS", 24)
+TRANSCRIPT_DUPLICATE_WINDOW_SECONDS = env_positive_int("TRANSCRIPT_DUPLICATE_WINDOW_SECONDS", 300)
+# How long a request holds its key (others get 409); a request still holding it after this
+# is taken to have died. Keep it above the longest a request can run (the function timeout).
+IDEMPOTENCY_LOCK_SECONDS = env_positive_int("IDEMPOTENCY_LOCK_SECONDS", 120)
 
 DEFAULT_FROM_EMAIL = SES_FROM_EMAIL or "chatkit@localhost"
 if SES_FROM_EMAIL:

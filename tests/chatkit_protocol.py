@@ -42,7 +42,8 @@ class ChatKitBrowser:
     """One visitor's browser: keeps the cookie /api/chatkit gives it."""
 
     def __init__(self, **headers: str) -> None:
-        self.client = Client(**headers)
+        # A browser sends the page's Origin with every POST; the widget's page is the API's.
+        self.client = Client(**{"HTTP_ORIGIN": "http://testserver", **headers})
 
     def post(self, type: str, **params: Any) -> HttpResponseBase:
         body = {"type": type, "params": params, "metadata": {}}

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import boto3
 import pytest
-from django.core import signals
+from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -22,6 +22,18 @@ SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
 STAFF = "leads@shop.example"
 TOKEN = "transcript-token-for-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_database_connection() -> Iterator[None]:
+    """Requests run through the real WSGI handler (as the Lambda handler does) would close
+    the connection that holds the test's transaction when they start and finish. Django's
+    test client detaches the same signal handlers around its own requests."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +60,6 @@ def fake_chatkit(chatkit_server: FakeChatKit, settings) -> FakeChatKit:
     settings.TRANSCRIPT_API_TOKEN = TOKEN
     settings.ALLOW_USER_RECAP = False
     return chatkit_server
-
-
-@pytest.fixture(autouse=True)
-def database_connection_kept_for_the_test() -> Iterator[None]:
-    """Requests served through the real WSGI handler (the Lambda handler's tests) would close
-    the database connection when they start and finish, as they should in production; inside
-    a test's transaction that ends the test's connection. Django's test client keeps the
-    connection for the same reason, and so does this."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(autouse=True)

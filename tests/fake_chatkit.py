@@ -31,6 +31,14 @@ class RecordedRequest:
 
 
 @dataclass
+class Hold:
+    """Requests that match wait here until `release` is set; `arrived` says one is waiting."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class FakeThread:
     id: str
     user: str
@@ -44,6 +52,7 @@ class FakeChatKit:
         self.requests: list[RecordedRequest] = []
         # (method, path prefix) -> (status, body): every matching request answers this.
         self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.holds: dict[tuple[str, str], Hold] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -61,12 +70,20 @@ class FakeChatKit:
             self.threads.clear()
             self.requests.clear()
             self.failures.clear()
+            for hold in self.holds.values():
+                hold.release.set()
+            self.holds.clear()
 
     def fail(self, method: str, path_prefix: str, status: int, body: Any = None) -> None:
         self.failures[(method, path_prefix)] = (
             status,
             body if body is not None else {"error": {"message": "upstream broke", "type": "server_error"}},
         )
+
+    def hold(self, method: str, path_prefix: str) -> Hold:
+        """Keep matching requests waiting, e.g. to look at the service while it is mid-request."""
+        hold = self.holds[(method, path_prefix)] = Hold()
+        return hold
 
     def add_thread(
         self, *, user: str, items: list[dict[str, Any]], thread_id: str | None = None
@@ -127,6 +144,10 @@ class FakeChatKit:
         )
         with self._lock:
             self.requests.append(request)
+        for (method, prefix), hold in list(self.holds.items()):
+            if request.method == method and request.path.startswith(prefix):
+                hold.arrived.set()
+                hold.release.wait(timeout=30)
         status, payload = self._answer(request)
         if isinstance(payload, SseBody):
             encoded, content_type = payload.encode(), "text/event-stream"

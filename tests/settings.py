@@ -5,7 +5,25 @@ change individual settings with pytest-django's `settings` fixture.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-signing-key-0123456789abcdefghijklmnopqrstuvwxyz")
 
 from chatkit_site.settings import *  # noqa: F403
+from chatkit_site.settings import DATABASES, shared_cache
+
+# The test client speaks plain HTTP; tests/security/test_deploy_check.py checks the
+# production value.
+SECURE_SSL_REDIRECT = False
+
+# Rate-limit counters in the test database, rolled back with each test whatever REDIS_URL
+# says; the Redis tests choose Redis themselves.
+CACHES = {"default": shared_cache("")}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file rather than SQLite's shared in-memory database, whose table locks fail at once
+    # instead of waiting: the concurrency tests need each thread's own connection to wait
+    # its turn as it would in a real deployment.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"chatkit-tests-{os.getpid()}.sqlite3")
+    }

@@ -335,7 +335,7 @@ def test_a_failing_model_becomes_an_error_event_and_the_message_is_kept(self_hos
     ],
 )
 def test_bad_requests_are_a_400_and_change_nothing(self_hosted, body, expected):
-    response = Client().post(CHATKIT_URL, body, content_type="application/json")
+    response = ChatKitBrowser().client.post(CHATKIT_URL, body, content_type="application/json")
 
     assert response.status_code == 400
     assert expected in response.json()["error"]
@@ -439,3 +439,36 @@ def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(cap
     assert sse_events(b"".join(chunks))[-1] == {"type": "error", "code": "stream.error", "allow_retry": True}
     assert "database went away" in caplog.text
     assert not [thread for thread in threading.enumerate() if thread.name == "chatkit-event-loop"]
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example", "null"])
+def test_a_page_on_another_site_is_refused_before_anything_runs(self_hosted, origin):
+    headers = {"HTTP_ORIGIN": origin} if origin else {}
+    client = Client(**headers)
+
+    response = client.post(
+        CHATKIT_URL,
+        json.dumps({"type": "threads.create", "params": {"input": user_input("spend their tokens")}}),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 403
+    assert "CORS_ALLOWED_ORIGINS" in response.json()["error"]
+    assert ChatKitThread.objects.count() == 0
+
+
+def test_a_listed_origin_is_served(self_hosted, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
+
+    response = ChatKitBrowser(HTTP_ORIGIN="https://shop.example").post("threads.list")
+
+    assert response.status_code == 200
+
+
+def test_requests_from_one_address_are_limited(self_hosted, settings):
+    settings.RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = (2, 3600)
+    browser = ChatKitBrowser()
+
+    statuses = [browser.post("threads.list").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]

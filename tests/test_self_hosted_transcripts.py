@@ -453,8 +453,14 @@ def test_item_times_are_stored_in_utc_and_shown_in_the_configured_zone(self_host
 # the test commits like a real request instead of running inside a transaction.
 @pytest.mark.django_db(transaction=True)
 def test_a_conversation_and_its_recap_through_the_lambda_handler(self_hosted, ses, settings):
+    # The widget is on the shop's site, the API on API Gateway's domain.
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
+
     def call(body, cookies=None):
-        return handler(http_api_v2_event(path="/api/chatkit", body=body, cookies=cookies), None)
+        event = http_api_v2_event(
+            path="/api/chatkit", body=body, cookies=cookies, headers={"origin": "https://shop.example"}
+        )
+        return handler(event, None)
 
     created = call({"type": "threads.create", "params": {"input": user_input("Brakes on a 2019 Octavia?")}})
 

@@ -44,8 +44,11 @@ def send(client, body):
 
 
 def visitor_with_thread(fake_chatkit, items):
-    """A browser that got its cookie from the session endpoint, and a thread it owns."""
-    browser = APIClient()
+    """A browser that got its cookie from the session endpoint, and a thread it owns.
+
+    Like a real browser on the API's own site, it sends that origin with every POST.
+    """
+    browser = APIClient(HTTP_ORIGIN="http://testserver")
     assert browser.post("/api/chatkit/session", {}, format="json").status_code == 200
     visitor_id = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")[-1].body["user"]
     return browser, fake_chatkit.add_thread(user=visitor_id, items=items)

@@ -1,0 +1,311 @@
+"""Threat: one request mailed twice (a network blip, a Lambda retry, a double click).
+
+An Idempotency-Key replays the first result; a different body with the same key is 422, the
+same key while the first request runs is 409; without a key an identical request within a
+short window is the same request; a send that failed after recording is retried on the same
+record.
+"""
+
+import threading
+from collections import Counter
+from dataclasses import asdict
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from chatkit_api.idempotency import idempotency_claim
+from chatkit_api.models import IdempotencyKey, Transcript, TranscriptStatus
+from chatkit_api.rendering import Lead
+from tests.concurrency import fire_together
+from tests.conftest import STAFF
+from tests.fake_chatkit import user_message
+from tests.test_transcript import LEAD, TRANSCRIPT_URL, send, server_client, visitor_with_thread
+
+pytestmark = pytest.mark.django_db
+
+
+def send_keyed(client, body, key):
+    return client.post(TRANSCRIPT_URL, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def lookups(fake_chatkit, thread):
+    return fake_chatkit.requests_to("GET", f"/v1/chatkit/threads/{thread.id}")
+
+
+# --- with an Idempotency-Key -----------------------------------------------------------
+
+
+def test_same_key_and_body_returns_the_first_result_without_sending_again(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
+    body = {"threadId": thread.id, **LEAD}
+
+    first = send_keyed(server_client(), body, "order-42-recap")
+    requests_after_first = len(fake_chatkit.requests)
+    again = send_keyed(server_client(), body, "order-42-recap")
+
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() == {"ok": True, "id": Transcript.objects.get().id}
+    assert len(ses.sent()) == 1
+    # The replay asks OpenAI nothing.
+    assert len(fake_chatkit.requests) == requests_after_first
+
+
+def test_same_key_with_a_different_body_is_a_422(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    send_keyed(server_client(), {"threadId": thread.id, "name": "Sam"}, "key-1")
+
+    response = send_keyed(server_client(), {"threadId": thread.id, "name": "Someone else"}, "key-1")
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "This Idempotency-Key was already used with a different request."}
+    assert Transcript.objects.count() == 1
+    assert len(ses.sent()) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_key_while_the_first_request_runs_is_a_409(fake_chatkit, ses, empty_shared_cache):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
+    body = {"threadId": thread.id, **LEAD}
+    hold = fake_chatkit.hold("GET", f"/v1/chatkit/threads/{thread.id}")
+    first = []
+
+    def first_request():
+        try:
+            first.append(send_keyed(server_client(), body, "double-click"))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=first_request)
+    worker.start()
+    assert hold.arrived.wait(timeout=10), "the first request never reached OpenAI"
+
+    during = send_keyed(server_client(), body, "double-click")
+    hold.release.set()
+    worker.join()
+    after = send_keyed(server_client(), body, "double-click")
+
+    assert during.status_code == 409
+    assert during.json() == {
+        "error": "A request with this Idempotency-Key is still being processed. Try again shortly."
+    }
+    assert first[0].status_code == 200
+    assert after.status_code == 200
+    assert after.json() == first[0].json()
+    assert len(ses.sent()) == 1
+    assert Transcript.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_burst_with_one_key_sends_once(fake_chatkit, ses, empty_shared_cache):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
+    body = {"threadId": thread.id, **LEAD}
+
+    responses = fire_together(8, lambda: send_keyed(server_client(), body, "burst"))
+
+    statuses = Counter(response.status_code for response in responses)
+    assert set(statuses) <= {200, 409}
+    assert statuses[200] >= 1
+    assert {response.json()["id"] for response in responses if response.status_code == 200} == {
+        Transcript.objects.get().id
+    }
+    assert len(ses.sent()) == 1
+
+
+def test_keys_are_per_caller(fake_chatkit, ses):
+    first_visitor, first_thread = visitor_with_thread(fake_chatkit, [user_message("one")])
+    second_visitor, second_thread = visitor_with_thread(fake_chatkit, [user_message("two")])
+
+    responses = [
+        send_keyed(first_visitor, {"threadId": first_thread.id}, "recap"),
+        send_keyed(second_visitor, {"threadId": second_thread.id}, "recap"),
+        send_keyed(server_client(), {"threadId": first_thread.id}, "recap"),
+    ]
+
+    # Neither visitor can replay, block or be refused because of the other's key.
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert len({response.json()["id"] for response in responses}) == 3
+    assert len(ses.sent()) == 3
+
+
+def test_a_key_is_forgotten_once_expired(fake_chatkit, ses, settings):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    body = {"threadId": thread.id}
+    send_keyed(server_client(), body, "daily-report")
+    record = IdempotencyKey.objects.get()
+    assert record.expires_at - record.created_at == timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = send_keyed(server_client(), body, "daily-report")
+
+    assert response.status_code == 200
+    assert Transcript.objects.count() == 2
+    assert len(ses.sent()) == 2
+    # The expired key was deleted; only the new one is kept.
+    assert IdempotencyKey.objects.get().transcript_id == response.json()["id"]
+
+
+def test_a_key_held_by_a_request_that_died_is_taken_over(fake_chatkit, ses, settings):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    body = {"threadId": thread.id}
+    # Another instance claimed the key for this request, then its process was stopped.
+    idempotency_claim(caller="server", key="stuck", request={"threadId": thread.id, **asdict(Lead())})
+
+    assert send_keyed(server_client(), body, "stuck").status_code == 409
+
+    IdempotencyKey.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
+    response = send_keyed(server_client(), body, "stuck")
+
+    assert response.status_code == 200
+    assert len(ses.sent()) == 1
+
+
+@pytest.mark.parametrize("key", ["", " ", "has space", "é", "k" * 256, "tab\tkey"])
+def test_a_malformed_key_is_a_400(fake_chatkit, ses, key):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+
+    response = send_keyed(server_client(), {"threadId": thread.id}, key)
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["fields"]
+    assert fake_chatkit.requests == []
+    assert Transcript.objects.count() == 0
+
+
+def test_a_replay_does_not_count_against_the_thread_limit(fake_chatkit, ses, settings):
+    settings.RATE_LIMIT_TRANSCRIPTS_PER_THREAD = (1, 3600)
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+
+    statuses = [send_keyed(server_client(), {"threadId": thread.id}, "k").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    assert len(ses.sent()) == 1
+
+
+# --- without a key ---------------------------------------------------------------------
+
+
+def test_an_identical_request_within_the_window_is_not_sent_twice(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    body = {"threadId": thread.id, "mode": "recap", **LEAD}
+
+    first = send(server_client(), body)
+    again = send(server_client(), body)
+
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert len(ses.sent()) == 1
+
+
+def test_a_changed_request_is_sent(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+
+    send(server_client(), {"threadId": thread.id, **LEAD})
+    send(server_client(), {"threadId": thread.id, **LEAD, "phone": "+44 20 7946 0999"})
+    send(server_client(), {"threadId": thread.id, **LEAD, "mode": "booking"})
+
+    assert Transcript.objects.count() == 3
+    assert len(ses.sent()) == 3
+
+
+def test_an_identical_request_after_the_window_is_sent(fake_chatkit, ses, settings):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    body = {"threadId": thread.id}
+    send(server_client(), body)
+    record = IdempotencyKey.objects.get()
+    assert record.expires_at - record.created_at == timedelta(
+        seconds=max(settings.TRANSCRIPT_DUPLICATE_WINDOW_SECONDS, settings.IDEMPOTENCY_LOCK_SECONDS)
+    )
+
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    send(server_client(), body)
+
+    assert len(ses.sent()) == 2
+
+
+# --- retries of a request that failed ----------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["retry-after-ses-failure", None], ids=["with-key", "without-key"])
+def test_a_send_that_failed_after_recording_is_retried_on_the_same_record(fake_chatkit, ses, settings, key):
+    settings.DEFAULT_FROM_EMAIL = "unverified@shop.example"
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("please call me")])
+    body = {"threadId": thread.id, **LEAD}
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+
+    failed = server_client().post(TRANSCRIPT_URL, body, format="json", **headers)
+    ses.client.verify_email_identity(EmailAddress="unverified@shop.example")
+    items_read = len(fake_chatkit.requests_to("GET", f"/v1/chatkit/threads/{thread.id}/items"))
+    retried = server_client().post(TRANSCRIPT_URL, body, format="json", **headers)
+    replayed = server_client().post(TRANSCRIPT_URL, body, format="json", **headers)
+
+    transcript = Transcript.objects.get()
+    assert failed.status_code == 502
+    assert failed.json()["id"] == transcript.id
+    assert retried.status_code == replayed.status_code == 200
+    assert retried.json() == replayed.json() == {"ok": True, "id": transcript.id}
+    assert transcript.status == TranscriptStatus.SENT
+    assert transcript.attempts == 2
+    assert [email.status for email in transcript.emails.all()] == [
+        TranscriptStatus.FAILED,
+        TranscriptStatus.SENT,
+    ]
+    [mail] = ses.sent()
+    assert mail.destinations == [STAFF]
+    # The stored text was sent; the thread was not read again.
+    assert len(fake_chatkit.requests_to("GET", f"/v1/chatkit/threads/{thread.id}/items")) == items_read
+
+
+def test_a_retry_after_openai_failed_mid_request_reads_the_thread_then(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hello again")])
+    fake_chatkit.fail("GET", f"/v1/chatkit/threads/{thread.id}/items", 503)
+    body = {"threadId": thread.id, **LEAD}
+
+    failed = send_keyed(server_client(), body, "k")
+    fake_chatkit.failures.clear()
+    retried = send_keyed(server_client(), body, "k")
+
+    assert failed.status_code == 502
+    assert retried.status_code == 200
+    transcript = Transcript.objects.get()
+    assert retried.json()["id"] == transcript.id
+    assert "User: hello again" in ses.sent()[0].text
+
+
+def test_a_request_that_failed_before_recording_leaves_the_key_free(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    fake_chatkit.fail("GET", f"/v1/chatkit/threads/{thread.id}", 500)
+    body = {"threadId": thread.id}
+
+    failed = send_keyed(server_client(), body, "k")
+    assert IdempotencyKey.objects.count() == 0
+    fake_chatkit.failures.clear()
+    retried = send_keyed(server_client(), body, "k")
+
+    assert failed.status_code == 502
+    assert retried.status_code == 200
+    assert len(ses.sent()) == 1
+
+
+def test_someone_elses_thread_leaves_nothing_behind(fake_chatkit, ses):
+    browser, _ = visitor_with_thread(fake_chatkit, [])
+    other = fake_chatkit.add_thread(user="visitor_someone_else", items=[])
+
+    assert send_keyed(browser, {"threadId": other.id}, "k").status_code == 404
+
+    assert IdempotencyKey.objects.count() == 0
+    assert Transcript.objects.count() == 0
+
+
+def test_a_visitor_cannot_learn_of_someone_elses_send_by_repeating_it(fake_chatkit, ses):
+    owner, thread = visitor_with_thread(fake_chatkit, [user_message("mine")])
+    stranger = APIClient(HTTP_ORIGIN="http://testserver")
+    stranger.post("/api/chatkit/session", {}, format="json")
+    body = {"threadId": thread.id}
+
+    assert send(owner, body).status_code == 200
+
+    assert send(stranger, body).status_code == 404
+    assert send_keyed(stranger, body, "guess").status_code == 404
