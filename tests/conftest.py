@@ -10,8 +10,10 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from chatkit_api import mail, openai_gateway
+from tests.browser import chromium
 from tests.fake_chatkit import API_KEY, FakeChatKit
 
 SES_REGION = "eu-west-1"
@@ -127,3 +129,11 @@ def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium (see tests/browser.py); mark the test `needs_chromium`."""
+    driver = chromium()
+    yield driver
+    driver.quit()
