@@ -33,7 +33,7 @@ def single_line(value: str) -> None:
 
 
 def _text(
-    max_length: int, *, multiline: bool = False, validators: tuple[Any, ...] = ()
+    max_length: int, help_text: str, *, multiline: bool = False, validators: tuple[Any, ...] = ()
 ) -> serializers.CharField:
     return serializers.CharField(
         required=False,
@@ -41,6 +41,7 @@ def _text(
         allow_null=True,
         max_length=max_length,
         validators=([] if multiline else [single_line]) + list(validators),
+        help_text=help_text,
     )
 
 
@@ -63,9 +64,12 @@ class SessionApi(ChatKitApiView):
         # the ChatKit user must come from the signed cookie, never from the request.
         locale = _text(
             35,
+            "The visitor's language, e.g. `fr` or `en-GB`; the workflow's `locale` (default `en`).",
             validators=(RegexValidator(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "Not a locale."),),
         )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
+        pageUrl = _text(  # noqa: N815 - the frontend's field name
+            2000, "The page the chat is on; the workflow's `page_url`."
+        )
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -93,17 +97,25 @@ class TranscriptApi(ChatKitApiView):
         threadId = serializers.CharField(  # noqa: N815 - the frontend's field name
             max_length=128,
             validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Not a thread id.")],
+            help_text="The ChatKit thread to mail, e.g. from ChatKit's `chatkit.thread.change` event.",
         )
-        email = serializers.EmailField(required=False, allow_blank=True, allow_null=True, max_length=254)
-        name = _text(200)
-        phone = _text(50)
-        vehicle = _text(200)
-        details = _text(5000, multiline=True)
+        email = serializers.EmailField(
+            required=False,
+            allow_blank=True,
+            allow_null=True,
+            max_length=254,
+            help_text="The visitor's email: the mail's Reply-To, and where a recap copy goes.",
+        )
+        name = _text(200, "The visitor's name; in the subject.")
+        phone = _text(50, "The visitor's phone number.")
+        vehicle = _text(200, "The vehicle the request is about.")
+        details = _text(5000, "Anything else the visitor wrote; may span lines.", multiline=True)
         mode = _text(
             32,
+            "`quote` (default), or `recap` to also mail the visitor a copy (needs `ALLOW_USER_RECAP`).",
             validators=(RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only."),),
         )
-        pageUrl = _text(2000)  # noqa: N815 - the frontend's field name
+        pageUrl = _text(2000, "The page the visitor was on.")  # noqa: N815 - the frontend's field name
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

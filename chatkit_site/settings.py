@@ -70,12 +70,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Swagger UI's files for the API docs page, served from here rather than from a CDN.
+    "drf_spectacular_sidecar",
     "chatkit_api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Serves the admin's static files from the deployment itself (Lambda has no web server).
+    # Serves the pages' static files from the deployment itself (Lambda has no web server).
     "chatkit_site.static_files.LazyWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -162,6 +164,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "chatkit_api.exceptions.api_exception_handler",
+    # Read only when a schema is generated: drf-spectacular stays off the API's request path.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ (see chatkit_api/schema.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChatKit backend API",
+    "DESCRIPTION": (
+        "Hands the ChatKit widget a client secret for each visitor, and mails a thread's "
+        "transcript with the visitor's lead details to staff."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["chatkit_api.schema.strip_optional_slash"],
 }
 
 # --- OpenAI / ChatKit ----------------------------------------------------------

@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chatkit_api import pages
+
 urlpatterns = [
     path("api/chatkit/", include("chatkit_api.urls")),
+    path("api/schema/", pages.api_schema, name="api-schema"),
+    path("api/docs/", pages.api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
 ]
 

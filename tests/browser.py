@@ -5,7 +5,9 @@ installs them); without them the tests marked `needs_chromium` are skipped and s
 The `browser` fixture (tests/conftest.py) hands each test a fresh browser.
 """
 
+import json
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -37,6 +39,8 @@ def chromium() -> WebDriver:
         "--window-size=1280,1024",
     ):
         options.add_argument(argument)
+    # DevTools' network events, so that tests can read the requests a page made.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER or ""), options=options)
     driver.set_page_load_timeout(30)
     return driver
@@ -44,3 +48,38 @@ def chromium() -> WebDriver:
 
 def wait_for(browser: WebDriver, condition: Any, timeout: float = 15) -> Any:
     return WebDriverWait(browser, timeout).until(condition)
+
+
+@dataclass
+class SentRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+
+
+def requests_sent(browser: WebDriver) -> list[SentRequest]:
+    """The requests the page made since the last call, with the headers as sent on the wire.
+
+    The browser adds some headers (Origin, Cookie) only after `requestWillBeSent`; its
+    `ExtraInfo` event carries the complete set.
+    """
+    sent: dict[str, SentRequest] = {}
+    wire_headers: dict[str, dict[str, str]] = {}
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            request = params["request"]
+            sent[params["requestId"]] = SentRequest(
+                method=request["method"],
+                url=request["url"],
+                headers=request["headers"],
+                body=request.get("postData"),
+            )
+        elif message["method"] == "Network.requestWillBeSentExtraInfo":
+            wire_headers[params["requestId"]] = params["headers"]
+    for request_id, headers in wire_headers.items():
+        if request_id in sent:
+            sent[request_id].headers = {name.lower(): value for name, value in headers.items()}
+    return list(sent.values())
