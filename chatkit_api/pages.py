@@ -1,14 +1,61 @@
-"""Pages for people: the API's schema and its docs."""
+"""Pages for people: the try-it page at `/`, and the API's schema and docs."""
 
 import functools
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET
+
+from chatkit_api.services import SESSION_SETTINGS, TRANSCRIPT_SETTINGS, settings_missing
+
+
+def embed_snippet(*, session_url: str) -> str:
+    """What a site pastes into its pages to embed ChatKit against this service."""
+    return render_to_string(
+        "chatkit_api/embed_snippet.html",
+        {"session_url": session_url, "chatkit_script_url": settings.CHATKIT_SCRIPT_URL},
+    ).strip()
+
+
+def try_it(request: HttpRequest) -> HttpResponse:
+    """`GET /`: ChatKit embedded against this service, a recap form, and what is missing."""
+    if not settings.TRY_IT_PAGE_ENABLED:
+        # Switched off, the page is not there at all: the API's JSON 404, whatever the method.
+        raise Http404
+    return _try_it_page(request)
+
+
+# The page calls the API as the widget on a site would. Whether the transcript call is
+# accepted from a browser can depend on CSRF, so the page makes sure the browser holds
+# Django's CSRF cookie, and its script sends the token along.
+@require_GET
+@ensure_csrf_cookie
+def _try_it_page(request: HttpRequest) -> HttpResponse:
+    session_url = reverse("chatkit-session")
+    return render(
+        request,
+        "chatkit_api/try_it.html",
+        {
+            "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
+            "session_missing": settings_missing(names=SESSION_SETTINGS),
+            "transcript_missing": settings_missing(names=TRANSCRIPT_SETTINGS),
+            "mail_to_console": not settings.SES_FROM_EMAIL,
+            "visitor_copy": settings.ALLOW_USER_RECAP,
+            "snippet": embed_snippet(session_url=request.build_absolute_uri(session_url)),
+            "page_config": {
+                "chatkitScriptUrl": settings.CHATKIT_SCRIPT_URL,
+                "sessionUrl": session_url,
+                "transcriptUrl": reverse("chatkit-transcript"),
+                "csrfCookieName": settings.CSRF_COOKIE_NAME,
+                "visitorCopy": settings.ALLOW_USER_RECAP,
+            },
+        },
+    )
 
 
 # Swagger UI's "Try it out" sends Django's CSRF token along, as the API's browser callers do.

@@ -55,14 +55,23 @@ class Caller:
         return "server" if self.visitor_id is None else "visitor"
 
 
+# What each endpoint cannot work without; a missing one is a 503 that names it.
+SESSION_SETTINGS = ("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+TRANSCRIPT_SETTINGS = ("OPENAI_API_KEY", "SES_TO_EMAIL")
+
+
+def settings_missing(*, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if not getattr(settings, name)]
+
+
 def _require_settings(*names: str) -> None:
-    missing = [name for name in names if not getattr(settings, name)]
+    missing = settings_missing(names=names)
     if missing:
         raise NotConfigured(missing)
 
 
 def chatkit_session_create(*, visitor_id: str, locale: str, page_url: str) -> openai_gateway.ChatKitSession:
-    _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+    _require_settings(*SESSION_SETTINGS)
     return openai_gateway.session_create(
         user=visitor_id,
         workflow_id=settings.CHATKIT_WORKFLOW_ID,
@@ -180,7 +189,7 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead) -> Transcript
     found so that its existence is not revealed. Nothing is recorded or fetched beyond the
     owner lookup until that check passes.
     """
-    _require_settings("OPENAI_API_KEY", "SES_TO_EMAIL")
+    _require_settings(*TRANSCRIPT_SETTINGS)
     owner = openai_gateway.thread_owner(thread_id)
     if caller.visitor_id is not None and not constant_time_compare(owner, caller.visitor_id):
         raise ThreadNotFound()

@@ -190,6 +190,17 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")
 CHATKIT_WORKFLOW_VERSION = env_str("CHATKIT_WORKFLOW_VERSION")
 
+# --- Try-it page -----------------------------------------------------------------
+
+# `GET /`: a page that embeds the ChatKit widget against this service, to see the whole
+# flow in a browser. On for local development; a deployment serves it only when asked to,
+# since it is a demonstration on the API's own domain, not something the site needs.
+TRY_IT_PAGE_ENABLED = env_bool("TRY_IT_PAGE_ENABLED", DEBUG)
+# ChatKit's web component, as sites load it; the page and its paste-able snippet use it.
+CHATKIT_SCRIPT_URL = env_str(
+    "CHATKIT_SCRIPT_URL", "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+)
+
 # --- Visitor identity ----------------------------------------------------------
 
 VISITOR_COOKIE_NAME = env_str("VISITOR_COOKIE_NAME", "chatkit_visitor")

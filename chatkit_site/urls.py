@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/schema/", pages.api_schema, name="api-schema"),
     path("api/docs/", pages.api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", pages.try_it, name="try-it"),
 ]
 
 handler404 = "chatkit_api.apis.not_found"
