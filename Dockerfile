@@ -13,8 +13,10 @@ COPY chatkit_api ./chatkit_api
 
 # Lambda's file system is read-only: without compiled bytecode every cold start compiles
 # the openai package again. `unchecked-hash` pyc files are used without comparing source
-# timestamps. The admin's static files are collected (and compressed) for WhiteNoise.
+# timestamps. The pages' static files are collected (and compressed) for WhiteNoise,
+# without what no page loads: source maps, and the ReDoc that comes with Swagger UI.
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0 \
+        --ignore "*.map" --ignore redoc \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash "${LAMBDA_TASK_ROOT}"
 
 CMD ["chatkit_site.lambda_handler.handler"]

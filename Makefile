@@ -70,4 +70,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(VENV) staticfiles build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles build dist test-artifacts .pytest_cache .ruff_cache

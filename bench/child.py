@@ -59,7 +59,7 @@ def cold(kind: str) -> None:
     session, transcript = events()
     event = session if kind == "session" else transcript
     reply_ok(handler(event, None), kind)
-    emit({"boto3_imported": "boto3" in sys.modules, "django_ses_imported": "django_ses" in sys.modules})
+    emit({f"{name}_imported": name in sys.modules for name in ("boto3", "django_ses", "drf_spectacular")})
 
 
 def floor(kind: str) -> None:

@@ -56,9 +56,12 @@ class SessionApi(ChatKitApiView):
         # the ChatKit user must come from the signed cookie, never from the request.
         locale = text_field(
             35,
+            "The visitor's language, e.g. `fr` or `en-GB`; the workflow's `locale` (default `en`).",
             validators=(RegexValidator(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "Not a locale."),),
         )
-        pageUrl = text_field(2000)  # noqa: N815 - the frontend's field name
+        pageUrl = text_field(  # noqa: N815 - the frontend's field name
+            2000, "The page the chat is on; the workflow's `page_url`."
+        )
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -87,6 +90,7 @@ class TranscriptApi(ChatKitApiView):
         threadId = serializers.CharField(  # noqa: N815 - the frontend's field name
             max_length=128,
             validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Not a thread id.")],
+            help_text="The ChatKit thread to mail, e.g. from ChatKit's `chatkit.thread.change` event.",
         )
 
     def post(self, request: Request) -> Response:

@@ -5,7 +5,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-API_PATH_PREFIX = "/api/"
+# The API itself; the docs page under /api/docs/ is HTML that runs its own scripts.
+API_PATH_PREFIX = "/api/chatkit"
 
 
 class RequestBodyLimitMiddleware:

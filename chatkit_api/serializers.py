@@ -28,7 +28,7 @@ def plain_email(value: str) -> None:
 
 
 def text_field(
-    max_length: int, *, multiline: bool = False, validators: tuple[Any, ...] = ()
+    max_length: int, help_text: str, *, multiline: bool = False, validators: tuple[Any, ...] = ()
 ) -> serializers.CharField:
     return serializers.CharField(
         required=False,
@@ -36,6 +36,7 @@ def text_field(
         allow_null=True,
         max_length=max_length,
         validators=([] if multiline else [single_line]) + list(validators),
+        help_text=help_text,
     )
 
 
@@ -47,17 +48,23 @@ class LeadSerializer(serializers.Serializer):
     """The visitor's details that go at the top of a transcript mail."""
 
     email = serializers.EmailField(
-        required=False, allow_blank=True, allow_null=True, max_length=254, validators=[plain_email]
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=254,
+        validators=[plain_email],
+        help_text="The visitor's email: the mail's Reply-To, and where a recap copy goes.",
     )
-    name = text_field(200)
-    phone = text_field(50)
-    vehicle = text_field(200)
-    details = text_field(5000, multiline=True)
+    name = text_field(200, "The visitor's name; in the subject.")
+    phone = text_field(50, "The visitor's phone number.")
+    vehicle = text_field(200, "The vehicle the request is about.")
+    details = text_field(5000, "Anything else the visitor wrote; may span lines.", multiline=True)
     mode = text_field(
         32,
+        "`quote` (default), or `recap` to also mail the visitor a copy (needs `ALLOW_USER_RECAP`).",
         validators=(RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only."),),
     )
-    pageUrl = text_field(2000)  # noqa: N815 - the frontend's field name
+    pageUrl = text_field(2000, "The page the visitor was on.")  # noqa: N815 - the frontend's field name
 
 
 def lead_from(data: dict[str, Any]) -> Lead:

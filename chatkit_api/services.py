@@ -72,8 +72,16 @@ class Caller:
         return self.visitor_id or "server"
 
 
+# What each endpoint cannot work without; a missing one is a 503 that names it.
+SESSION_SETTINGS = ("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+
+
+def settings_missing(*, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if not getattr(settings, name)]
+
+
 def _require_settings(*names: str) -> None:
-    missing = [name for name in names if not getattr(settings, name)]
+    missing = settings_missing(names=names)
     if missing:
         raise NotConfigured(missing)
 
@@ -92,6 +100,11 @@ def _thread_source_settings() -> tuple[str, ...]:
     return () if self_hosted() else ("OPENAI_API_KEY",)
 
 
+def transcript_settings() -> tuple[str, ...]:
+    """The settings a transcript needs in this mode."""
+    return (*_thread_source_settings(), "SES_TO_EMAIL")
+
+
 def chatkit_session_create(
     *, visitor_id: str, locale: str, page_url: str, client_ip: str
 ) -> openai_gateway.ChatKitSession:
@@ -100,7 +113,7 @@ def chatkit_session_create(
             "Not found: this service runs ChatKit self-hosted (CHATKIT_MODE=self_hosted), so there "
             "are no client secrets. Point the widget's api.url at /api/chatkit instead."
         )
-    _require_settings("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+    _require_settings(*SESSION_SETTINGS)
     rate_limit_consume(limit=SESSIONS_PER_IP, subject=ip_subject(client_ip))
     return openai_gateway.session_create(
         user=visitor_id,
@@ -276,7 +289,7 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_k
     recorded and mails nothing; if that transcript did not go out, the retry sends it again
     instead of recording another.
     """
-    _require_settings(*_thread_source_settings(), "SES_TO_EMAIL")
+    _require_settings(*transcript_settings())
     if caller.visitor_id is not None:
         rate_limit_consume(limit=TRANSCRIPTS_PER_IP, subject=ip_subject(caller.client_ip))
     claim = idempotency_claim(

@@ -118,12 +118,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    # Swagger UI's files for the API docs page, served from here rather than from a CDN.
+    "drf_spectacular_sidecar",
     "chatkit_api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Serves the admin's static files from the deployment itself (Lambda has no web server).
+    # Serves the pages' static files from the deployment itself (Lambda has no web server).
     "chatkit_site.static_files.LazyWhiteNoiseMiddleware",
     "chatkit_api.middleware.ApiResponseHeadersMiddleware",
     # Before anything that can answer, so that every reply (a 413 too) carries CORS headers.
@@ -266,6 +268,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "chatkit_api.exceptions.api_exception_handler",
+    # Read only when a schema is generated: drf-spectacular stays off the API's request path.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ (see chatkit_api/schema.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChatKit backend API",
+    "DESCRIPTION": (
+        "Hands the ChatKit widget a client secret for each visitor, and mails a thread's "
+        "transcript with the visitor's lead details to staff."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["chatkit_api.schema.strip_optional_slash"],
 }
 
 # --- OpenAI / ChatKit ----------------------------------------------------------
@@ -319,6 +335,17 @@ CHATKIT_AGENT_TRACING = env_bool("CHATKIT_AGENT_TRACING", False)
 # Stream replies as server-sent events while the agent writes them. Behind a proxy that
 # buffers responses turn this off; on Lambda (apig-wsgi) replies are always sent whole.
 CHATKIT_STREAM_RESPONSES = env_bool("CHATKIT_STREAM_RESPONSES", True)
+
+# --- Try-it page -----------------------------------------------------------------
+
+# `GET /`: a page that embeds the ChatKit widget against this service, to see the whole
+# flow in a browser. On for local development; a deployment serves it only when asked to,
+# since it is a demonstration on the API's own domain, not something the site needs.
+TRY_IT_PAGE_ENABLED = env_bool("TRY_IT_PAGE_ENABLED", DEBUG)
+# ChatKit's web component, as sites load it; the page and its paste-able snippet use it.
+CHATKIT_SCRIPT_URL = env_str(
+    "CHATKIT_SCRIPT_URL", "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+)
 
 # --- Visitor identity ----------------------------------------------------------
 

@@ -9,7 +9,8 @@ class LazyWhiteNoiseMiddleware:
     """WhiteNoise, set up on the first request for a static file instead of at start-up.
 
     WhiteNoise reads every collected file's metadata when it starts, which would add tens
-    of milliseconds to every Lambda cold start; only the admin's pages use static files.
+    of milliseconds to every Lambda cold start; only the pages (the admin, the try-it
+    page, the API docs) use static files.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chatkit_api import pages
+
 urlpatterns = [
     path("api/", include("chatkit_api.urls")),
+    path("api/schema/", pages.api_schema, name="api-schema"),
+    path("api/docs/", pages.api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", pages.try_it, name="try-it"),
 ]
 
 handler404 = "chatkit_api.apis.not_found"

@@ -17,12 +17,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.lambda_python import lambda_python_command  # noqa: E402
 from tests.fake_chatkit import API_KEY, FakeChatKit  # noqa: E402
-from tests.lambda_events import http_api_v2_event  # noqa: E402
+from tests.lambda_events import body_of, http_api_v2_event  # noqa: E402
+
+SWAGGER_UI = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 
 # Runs inside the unpacked package, as the Lambda runtime would: the task root first on
 # sys.path, then the handler imported once and invoked per event.
@@ -63,6 +67,7 @@ def main() -> None:
     try:
         with zipfile.ZipFile(archive) as package:
             package.extractall(task_root)
+            package_files = [name for name in package.namelist() if name.startswith("staticfiles/")]
         make_read_only(task_root)
         events = [
             {"manage": "migrate --noinput"},
@@ -70,6 +75,8 @@ def main() -> None:
             http_api_v2_event(method="GET", path="/static/admin/img/icon-yes.svg"),
             http_api_v2_event(path="/api/chatkit/transcript", body={"threadId": "cthr_1"}),
             http_api_v2_event(path="/nowhere"),
+            http_api_v2_event(method="GET", path="/api/schema/"),
+            http_api_v2_event(method="GET", path=f"/static/{SWAGGER_UI}"),
         ]
         environment = {
             "PATH": os.environ["PATH"],
@@ -95,7 +102,7 @@ def main() -> None:
         if run.returncode != 0:
             sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        migrate, session, static, transcript, missing = report["results"]
+        migrate, session, static, transcript, missing, schema, swagger_ui = report["results"]
 
         check(
             migrate["exit_code"] == 0, f"migrate event exits 0 ({migrate['errors'].strip() or 'no errors'})"
@@ -106,6 +113,15 @@ def main() -> None:
         check(static["statusCode"] == 200 and static["isBase64Encoded"], "admin static file served, base64")
         check(transcript["statusCode"] == 401, "transcript call without credentials answers 401")
         check(missing["statusCode"] == 404, "unknown path answers 404")
+        check(schema["statusCode"] == 200, f"API schema answers 200 (got {schema['statusCode']})")
+        check(
+            set(yaml.safe_load(body_of(schema))["paths"])
+            == {"/api/chatkit/session", "/api/chatkit/transcript"},
+            "API schema describes both endpoints",
+        )
+        check(swagger_ui["statusCode"] == 200, "Swagger UI served from the package")
+        left_out = [name for name in package_files if name.endswith(".map") or "/redoc/" in name]
+        check(not left_out, f"no source maps or ReDoc collected ({len(left_out)} found)")
         check(report["openai_file"].startswith(str(task_root)), "openai imported from the package")
         check(Path(report["openai_bytecode"]).is_file(), "openai loaded with precompiled bytecode")
         print(f"handler import took {report['import_seconds']:.2f}s")

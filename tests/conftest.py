@@ -12,8 +12,10 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from chatkit_api import mail, openai_gateway
+from tests.browser import chromium
 from tests.chatkit_agents import MODEL
 from tests.fake_chatkit import API_KEY, FakeChatKit
 from tests.fake_model import ScriptedModel
@@ -155,3 +157,11 @@ def self_hosted(fake_chatkit: FakeChatKit, settings) -> Iterator[ScriptedModel]:
     MODEL.reset()
     yield MODEL
     MODEL.reset()
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium (see tests/browser.py); mark the test `needs_chromium`."""
+    driver = chromium()
+    yield driver
+    driver.quit()

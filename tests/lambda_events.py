@@ -16,6 +16,12 @@ def _body(body: Any, *, base64_encoded: bool) -> tuple[str | None, bool]:
     return raw_bytes.decode(), False
 
 
+def body_of(response: dict[str, Any]) -> bytes:
+    """The body of an HTTP reply the handler returned, whether base64-encoded or not."""
+    raw = response["body"]
+    return base64.b64decode(raw) if response["isBase64Encoded"] else raw.encode()
+
+
 def http_api_v2_event(
     *,
     method: str = "POST",

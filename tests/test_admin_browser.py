@@ -1,59 +1,15 @@
-"""The transcript admin in a real browser: headless Chromium, driven through ChromeDriver.
-
-Debian's `chromium` and `chromium-driver` packages provide both (`.ci/install-chromium`
-installs them); without them this test is skipped and says why.
-"""
-
-import shutil
-from collections.abc import Iterator
+"""The transcript admin in a real browser: headless Chromium (see tests/browser.py)."""
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from chatkit_api.models import Transcript, TranscriptStatus
+from tests.browser import needs_chromium, wait_for
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-pytestmark = [
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="needs Chromium and ChromeDriver on PATH (Debian: chromium, chromium-driver; "
-        "`.ci/install-chromium` installs them)",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [needs_chromium, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    options = Options()
-    options.binary_location = CHROMIUM or ""
-    for argument in (
-        "--headless=new",
-        # Chromium's sandbox cannot start as root, which is how CI runs.
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,1024",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER or ""), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def wait_for(browser: WebDriver, condition) -> object:
-    return WebDriverWait(browser, 15).until(condition)
 
 
 def test_staff_log_in_search_and_read_a_transcript(live_server, browser, settings, django_user_model):

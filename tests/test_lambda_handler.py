@@ -1,4 +1,3 @@
-import base64
 import gzip
 import json
 import logging
@@ -17,16 +16,17 @@ from django.utils import timezone
 from chatkit_api.models import Transcript
 from chatkit_site.lambda_handler import handler, make_http_handler
 from tests.fake_chatkit import API_KEY
-from tests.lambda_events import alb_event, function_url_event, http_api_v2_event, rest_api_v1_event
+from tests.lambda_events import (
+    alb_event,
+    body_of,
+    function_url_event,
+    http_api_v2_event,
+    rest_api_v1_event,
+)
 
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def body_of(response):
-    raw = response["body"]
-    return base64.b64decode(raw) if response["isBase64Encoded"] else raw.encode()
 
 
 def set_cookies(response):

@@ -1,0 +1,91 @@
+"""Pages for people: the try-it page at `/`, and the API's schema and docs."""
+
+import functools
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
+from django.views.decorators.http import require_GET
+
+from chatkit_api.services import SESSION_SETTINGS, self_hosted, settings_missing, transcript_settings
+
+
+def embed_snippet(*, session_url: str) -> str:
+    """What a site pastes into its pages to embed ChatKit against this service."""
+    return render_to_string(
+        "chatkit_api/embed_snippet.html",
+        {"session_url": session_url, "chatkit_script_url": settings.CHATKIT_SCRIPT_URL},
+    ).strip()
+
+
+def try_it(request: HttpRequest) -> HttpResponse:
+    """`GET /`: ChatKit embedded against this service, a recap form, and what is missing."""
+    if not settings.TRY_IT_PAGE_ENABLED:
+        # Switched off, the page is not there at all: the API's JSON 404, whatever the method.
+        raise Http404
+    return _try_it_page(request)
+
+
+# The page calls the API as the widget on a site would. Whether the transcript call is
+# accepted from a browser can depend on CSRF, so the page makes sure the browser holds
+# Django's CSRF cookie, and its script sends the token along.
+@require_GET
+@ensure_csrf_cookie
+def _try_it_page(request: HttpRequest) -> HttpResponse:
+    session_url = reverse("chatkit-session")
+    return render(
+        request,
+        "chatkit_api/try_it.html",
+        {
+            "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
+            "self_hosted": self_hosted(),
+            "session_missing": settings_missing(names=SESSION_SETTINGS),
+            "transcript_settings": transcript_settings(),
+            "transcript_missing": settings_missing(names=transcript_settings()),
+            "mail_to_console": not settings.SES_FROM_EMAIL,
+            "visitor_copy": settings.ALLOW_USER_RECAP,
+            "snippet": embed_snippet(session_url=request.build_absolute_uri(session_url)),
+            "page_config": {
+                "chatkitScriptUrl": settings.CHATKIT_SCRIPT_URL,
+                "sessionUrl": session_url,
+                "transcriptUrl": reverse("chatkit-transcript"),
+                "csrfCookieName": settings.CSRF_COOKIE_NAME,
+                "visitorCopy": settings.ALLOW_USER_RECAP,
+            },
+        },
+    )
+
+
+# Swagger UI's "Try it out" sends Django's CSRF token along, as the API's browser callers do.
+@require_GET
+@ensure_csrf_cookie
+def api_docs(request: HttpRequest) -> HttpResponse:
+    """`GET /api/docs/`: Swagger UI over the schema, its files served from here."""
+    return render(
+        request,
+        "chatkit_api/api_docs.html",
+        {"schema_url": reverse("api-schema"), "csrf_cookie_name": settings.CSRF_COOKIE_NAME},
+    )
+
+
+@functools.cache
+def _schema_view() -> Callable[..., HttpResponse]:
+    # Imported on the first schema request, not with the URL conf: drf-spectacular is
+    # for this view only, and every cold start of the API would otherwise load it.
+    from drf_spectacular.views import SpectacularAPIView
+
+    import chatkit_api.schema  # noqa: F401 - registers the extensions that describe the API
+
+    return SpectacularAPIView.as_view()
+
+
+# The schema view answers every method itself (a JSON 405 but for GET); without this,
+# Django's CSRF check would answer a POST first, with an HTML 403.
+@csrf_exempt
+def api_schema(request: HttpRequest) -> HttpResponse:
+    """`GET /api/schema/`: the OpenAPI 3 schema, YAML by default, JSON with `?format=json`."""
+    return _schema_view()(request)

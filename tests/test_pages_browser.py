@@ -1,0 +1,261 @@
+"""The try-it page and the API docs in headless Chromium (see tests/browser.py).
+
+The page runs against the live test server, with the fake ChatKit API behind it and SES in
+moto. OpenAI's CDN cannot be reached here, so CHATKIT_SCRIPT_URL points at a stand-in for
+ChatKit's script (tests/chatkit_standin.js) that a loopback server serves. Screenshots go
+to test-artifacts/.
+"""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+
+from chatkit_api.models import Transcript, TranscriptStatus
+from tests.browser import needs_chromium, requests_sent, wait_for
+from tests.conftest import STAFF
+from tests.fake_chatkit import assistant_message, user_message
+
+pytestmark = [needs_chromium, pytest.mark.django_db(transaction=True)]
+
+TESTS = Path(__file__).resolve().parent
+ARTIFACTS = TESTS.parent / "test-artifacts"
+STANDIN_PATH = "/deployments/chatkit/chatkit.js"
+
+
+class ScriptServer:
+    """Serves the ChatKit stand-in on loopback, as the CDN serves the real script."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+        script = (TESTS / "chatkit_standin.js").read_bytes()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requested.append(self.path)
+                if self.path != STANDIN_PATH:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/javascript")
+                self.send_header("Content-Length", str(len(script)))
+                self.end_headers()
+                self.wfile.write(script)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{STANDIN_PATH}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chatkit_script() -> Iterator[ScriptServer]:
+    server = ScriptServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def try_it(live_server, fake_chatkit, settings, chatkit_script) -> str:
+    """The page's URL, with the page on and the live server's plain HTTP allowed."""
+    settings.TRY_IT_PAGE_ENABLED = True
+    settings.CHATKIT_SCRIPT_URL = chatkit_script.url
+    settings.VISITOR_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    return f"{live_server.url}/"
+
+
+def status_lines(browser: WebDriver) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#status li')].map((entry) => entry.lastChild.textContent);"
+    )
+
+
+def wait_for_status(browser: WebDriver, beginning: str) -> str:
+    wait_for(browser, lambda b: any(line.startswith(beginning) for line in status_lines(b)))
+    return next(line for line in status_lines(browser) if line.startswith(beginning))
+
+
+def stand_in(browser: WebDriver) -> dict[str, Any]:
+    return browser.execute_script(
+        "const {clientSecretCalls, clientSecrets, threadId} = window.chatkitStandIn;"
+        "return {clientSecretCalls, clientSecrets, threadId};"
+    )
+
+
+def chat(browser: WebDriver, text: str) -> None:
+    widget = browser.find_element(By.ID, "chatkit").shadow_root
+    widget.find_element(By.CSS_SELECTOR, "input").send_keys(text)
+    widget.find_element(By.CSS_SELECTOR, "button").click()
+
+
+def cookies(browser: WebDriver) -> dict[str, dict[str, Any]]:
+    # WebDriver's own cookie list only holds those of the page's path; the visitor
+    # cookie's path is /api/chatkit.
+    return {
+        cookie["name"]: cookie for cookie in browser.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+    }
+
+
+def screenshot(browser: WebDriver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.set_window_size(1280, browser.execute_script("return document.documentElement.scrollHeight") + 40)
+    assert browser.save_screenshot(str(ARTIFACTS / name))
+
+
+def test_visitor_chats_refreshes_and_mails_a_recap(
+    try_it, browser, fake_chatkit, ses, settings, chatkit_script, live_server
+):
+    settings.ALLOW_USER_RECAP = True
+    browser.get(try_it)
+
+    # ChatKit starts and asks for its first secret.
+    assert wait_for_status(browser, "Session created: ChatKit has a client secret, valid until ")
+    assert chatkit_script.requested == [STANDIN_PATH]
+    [created] = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")
+    visitor_id = created.body["user"]
+    assert created.body["workflow"]["state_variables"] == {"locale": "en-US", "page_url": try_it}
+    first = stand_in(browser)
+    assert first["clientSecretCalls"] == [None]
+    [first_secret] = first["clientSecrets"]
+    assert first_secret.startswith("ek_test_secret_")
+    assert first_secret not in browser.page_source
+    visitor_cookie = cookies(browser)[settings.VISITOR_COOKIE_NAME]
+    assert visitor_cookie["value"].startswith(f"{visitor_id}:")
+    assert visitor_cookie["httpOnly"] is True
+    assert visitor_cookie["path"] == "/api/chatkit"
+    assert visitor_cookie["sameSite"] == "Lax"
+
+    # The secret nears its end: ChatKit asks again with the one it holds.
+    browser.execute_script("return window.chatkitStandIn.expireSecret();")
+    assert wait_for_status(browser, "Session refreshed: ChatKit has a client secret")
+    refreshed = stand_in(browser)
+    assert refreshed["clientSecretCalls"] == [None, first_secret]
+    assert refreshed["clientSecrets"][1] != first_secret
+    [_, renewed] = fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")
+    assert renewed.body["user"] == visitor_id  # the browser sent its cookie back
+
+    # The first message starts a thread, which OpenAI then holds for this visitor.
+    chat(browser, "My front brakes squeal.")
+    thread_id = wait_for_status(browser, "Thread cthr_").split()[1]
+    assert stand_in(browser)["threadId"] == thread_id
+    fake_chatkit.add_thread(
+        user=visitor_id,
+        thread_id=thread_id,
+        items=[user_message("My front brakes squeal."), assistant_message("Thanks! Which car is it?")],
+    )
+    assert browser.find_element(By.ID, "recap-thread").text == f"The recap mails thread {thread_id}."
+
+    form = browser.find_element(By.ID, "recap-form")
+    form.find_element(By.NAME, "name").send_keys("Zoë Brontë")
+    form.find_element(By.NAME, "email").send_keys("zoe@visitor.example")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    sent_line = wait_for_status(browser, "Recap sent")
+
+    transcript = Transcript.objects.get()
+    assert (
+        sent_line == f"Recap sent: transcript #{transcript.id}, mailed to staff and to zoe@visitor.example."
+    )
+    assert (transcript.thread_id, transcript.visitor_id) == (thread_id, visitor_id)
+    assert (transcript.requested_by, transcript.mode) == ("visitor", "recap")
+    assert transcript.status == TranscriptStatus.SENT
+    staff_mail, visitor_mail = ses.sent()
+    assert staff_mail.destinations == [STAFF]
+    assert visitor_mail.destinations == ["zoe@visitor.example"]
+    assert "User: My front brakes squeal." in staff_mail.text
+
+    requests = requests_sent(browser)
+    session_calls = [r for r in requests if r.url == f"{live_server.url}/api/chatkit/session"]
+    assert len(session_calls) == 2
+    for call in session_calls:
+        assert call.method == "POST"
+        assert call.headers["origin"] == live_server.url
+        assert json.loads(call.body or "") == {"locale": "en-US", "pageUrl": try_it}
+    [recap] = [r for r in requests if r.url == f"{live_server.url}/api/chatkit/transcript"]
+    assert json.loads(recap.body or "") == {
+        "threadId": thread_id,
+        "mode": "recap",
+        "name": "Zoë Brontë",
+        "email": "zoe@visitor.example",
+        "pageUrl": try_it,
+    }
+    # What a browser call relies on: the visitor cookie, its own Origin and the CSRF token.
+    assert recap.method == "POST"
+    assert recap.headers["origin"] == live_server.url
+    assert f"{settings.VISITOR_COOKIE_NAME}=" in recap.headers["cookie"]
+    assert recap.headers["x-csrftoken"] == cookies(browser)[settings.CSRF_COOKIE_NAME]["value"]
+    assert "authorization" not in recap.headers
+
+    screenshot(browser, "try-it-page.png")
+
+
+def test_page_names_what_is_missing_and_shows_the_api_errors(try_it, browser, fake_chatkit, ses, settings):
+    settings.CHATKIT_WORKFLOW_ID = ""
+    settings.SES_TO_EMAIL = []
+    browser.get(try_it)
+
+    setup = browser.find_element(By.ID, "setup").text
+    assert "Sessions cannot start: CHATKIT_WORKFLOW_ID is not set." in setup
+    assert "Recaps cannot be sent: SES_TO_EMAIL is not set." in setup
+    assert "Recaps go to staff only: a copy to the visitor needs ALLOW_USER_RECAP=true." in setup
+    error = "HTTP 503: The service is not configured: CHATKIT_WORKFLOW_ID is not set."
+    assert wait_for_status(browser, "Session not created: ") == f"Session not created: {error}"
+    assert wait_for_status(browser, "ChatKit reported an error: ") == f"ChatKit reported an error: {error}"
+    assert fake_chatkit.requests == []
+    screenshot(browser, "try-it-page-not-configured.png")
+
+
+def test_recap_of_a_thread_openai_does_not_know_shows_the_404(try_it, browser, fake_chatkit, ses):
+    browser.get(try_it)
+    wait_for_status(browser, "Session created")
+
+    chat(browser, "Hello?")
+    wait_for_status(browser, "Thread cthr_")
+    browser.find_element(By.CSS_SELECTOR, "#recap-form button").click()
+
+    assert wait_for_status(browser, "Recap not sent: ") == "Recap not sent: HTTP 404: Thread not found."
+    assert Transcript.objects.count() == 0
+    assert ses.sent() == []
+    # The form can be sent again.
+    assert browser.find_element(By.CSS_SELECTOR, "#recap-form button").is_enabled()
+
+
+def test_page_says_when_chatkit_cannot_be_loaded(try_it, browser, settings):
+    settings.CHATKIT_SCRIPT_URL = "http://127.0.0.1:9/chatkit.js"
+    browser.get(try_it)
+
+    assert wait_for_status(browser, "ChatKit's script could not be loaded") == (
+        "ChatKit's script could not be loaded from http://127.0.0.1:9/chatkit.js. "
+        "Is it reachable from this browser?"
+    )
+
+
+def test_api_docs_render_from_local_files(live_server, browser):
+    browser.get(f"{live_server.url}/api/docs/")
+
+    wait_for(browser, expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    paths = {element.text for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert paths == {"/api/chatkit/session", "/api/chatkit/transcript"}
+    fetched = [r.url for r in requests_sent(browser) if not r.url.startswith("data:")]
+    assert f"{live_server.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in fetched
+    assert all(url.startswith(f"{live_server.url}/") for url in fetched), fetched
+    screenshot(browser, "api-docs.png")

@@ -1,0 +1,180 @@
+"""The try-it page as the server renders it; tests/test_pages_browser.py drives it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils.html import escape
+
+from chatkit_api.pages import embed_snippet
+from tests.conftest import TOKEN
+from tests.fake_chatkit import API_KEY
+
+pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def page_on(settings, fake_chatkit):
+    settings.TRY_IT_PAGE_ENABLED = True
+
+
+def page_config(response) -> dict:
+    html = response.content.decode()
+    start = html.index('<script id="try-it-config" type="application/json">') + len(
+        '<script id="try-it-config" type="application/json">'
+    )
+    return json.loads(html[start : html.index("</script>", start)])
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_page_is_not_there_unless_enabled(client, settings, method):
+    settings.TRY_IT_PAGE_ENABLED = False
+
+    response = getattr(client, method)("/")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "Not found."}
+    assert "csrftoken" not in response.cookies
+
+
+def test_page_embeds_chatkit_and_points_it_at_this_service(client, page_on, settings):
+    settings.CHATKIT_SCRIPT_URL = "https://cdn.example/chatkit.js"
+
+    response = client.get("/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<script src="https://cdn.example/chatkit.js" async></script>' in html
+    assert '<openai-chatkit id="chatkit"></openai-chatkit>' in html
+    assert page_config(response) == {
+        "chatkitScriptUrl": "https://cdn.example/chatkit.js",
+        "sessionUrl": "/api/chatkit/session",
+        "transcriptUrl": "/api/chatkit/transcript",
+        "csrfCookieName": "csrftoken",
+        "visitorCopy": False,
+    }
+    for link in ('href="/admin/"', 'href="/api/docs/"', 'href="/api/schema/"'):
+        assert link in html
+    assert "Sessions: ready" in html
+    assert "Recaps: ready" in html
+
+
+def test_page_holds_no_secret_and_sets_the_csrf_cookie(client, page_on, settings):
+    response = client.get("/")
+
+    html = response.content.decode()
+    for secret in (API_KEY, TOKEN, settings.SECRET_KEY):
+        assert secret not in html
+    # The page's calls send the token along, whichever protection the API applies.
+    assert response.cookies["csrftoken"].value
+
+
+@pytest.mark.parametrize(
+    ("blank", "shown"),
+    [
+        (
+            ["OPENAI_API_KEY"],
+            [
+                "Sessions cannot start: OPENAI_API_KEY is not set.",
+                "Recaps cannot be sent: OPENAI_API_KEY is not set.",
+            ],
+        ),
+        (
+            ["OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID"],
+            ["Sessions cannot start: OPENAI_API_KEY, CHATKIT_WORKFLOW_ID are not set."],
+        ),
+        (["SES_TO_EMAIL"], ["Sessions: ready", "Recaps cannot be sent: SES_TO_EMAIL is not set."]),
+    ],
+)
+def test_page_names_each_missing_setting(client, page_on, settings, blank, shown):
+    for name in blank:
+        setattr(settings, name, [] if name == "SES_TO_EMAIL" else "")
+
+    html = client.get("/").content.decode()
+
+    for line in shown:
+        assert line in html
+
+
+def test_page_says_where_mail_goes_and_who_gets_a_recap(client, page_on, settings):
+    settings.SES_FROM_EMAIL = ""
+    settings.ALLOW_USER_RECAP = False
+    html = client.get("/").content.decode()
+    assert "SES_FROM_EMAIL is not set" in html
+    assert "a copy to the visitor needs ALLOW_USER_RECAP=true" in html
+
+    settings.SES_FROM_EMAIL = "chat@shop.example"
+    settings.ALLOW_USER_RECAP = True
+    response = client.get("/")
+    assert "SES_FROM_EMAIL" not in response.content.decode()
+    assert "ALLOW_USER_RECAP" not in response.content.decode()
+    assert page_config(response)["visitorCopy"] is True
+
+
+def test_snippet_carries_this_services_session_url(page_on, settings):
+    settings.ALLOWED_HOSTS = ["api.shop.example"]
+
+    response = Client(HTTP_HOST="api.shop.example").get("/", secure=True)
+
+    snippet = embed_snippet(session_url="https://api.shop.example/api/chatkit/session")
+    assert 'fetch("https://api.shop.example/api/chatkit/session"' in snippet
+    assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
+
+
+def test_readme_shows_the_same_snippet(settings):
+    settings.CHATKIT_SCRIPT_URL = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+    readme = (REPO / "README.md").read_text()
+
+    snippet = embed_snippet(session_url="https://api.example.com/api/chatkit/session")
+
+    assert f"```html\n{snippet}\n```" in readme
+
+
+def test_page_answers_get_only(client, page_on):
+    response = client.post("/", {})
+
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("environment", "enabled"),
+    [
+        ({"DJANGO_DEBUG": "true"}, True),
+        ({"DJANGO_DEBUG": "false"}, False),
+        ({"DJANGO_DEBUG": "false", "TRY_IT_PAGE_ENABLED": "true"}, True),
+        ({"DJANGO_DEBUG": "true", "TRY_IT_PAGE_ENABLED": "false"}, False),
+    ],
+)
+def test_page_is_on_in_local_development_and_where_a_setting_turns_it_on(environment, enabled):
+    result = subprocess.run(
+        [sys.executable, "-c", "from chatkit_site import settings; print(settings.TRY_IT_PAGE_ENABLED)"],
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in {"DJANGO_DEBUG", "TRY_IT_PAGE_ENABLED"}},
+            "DJANGO_SECRET_KEY": "tests-only",
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert result.stdout.strip() == str(enabled)
+
+
+def test_self_hosted_mode_is_named_instead_of_missing_workflow_settings(client, settings, page_on):
+    settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_WORKFLOW_ID = ""
+
+    html = client.get("/").content.decode()
+
+    assert "CHATKIT_MODE=self_hosted" in html
+    assert "Sessions cannot start" not in html
+    # A self-hosted thread is read from the database: recaps need no OpenAI key.
+    assert "Recaps: ready (SES_TO_EMAIL is set)." in html
