@@ -235,3 +235,14 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller}: {self.key}"
+
+
+class RateLimitCounter(models.Model):
+    """Requests counted against one rate limit, for one subject, in one window."""
+
+    key = models.CharField(max_length=150, primary_key=True)
+    count = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -1,28 +1,32 @@
-"""Request limits shared by every instance, kept in Django's default cache.
+"""Request limits shared by every instance: one counter per limit, subject and window.
 
-Each window of a limit holds `count` numbered tickets, and a request goes through only if
-it claims one with `cache.add`. Both shared backends make that claim atomic: the database
-cache inserts a row under a primary key, Redis runs SET NX. A burst of concurrent requests
-therefore gets at most `count` tickets. `cache.incr` would not do: the database cache
-implements it as a read and then a write, so concurrent requests read the same count and
-all pass.
+A request counts itself with one atomic statement and learns the new count in the same
+round trip: in the database an INSERT ... ON CONFLICT DO UPDATE ... RETURNING (PostgreSQL
+and SQLite), in Redis (with REDIS_URL) INCR in a MULTI/EXEC pipeline. A burst of concurrent
+requests therefore gets exactly the limit, and a session call pays one round trip for it.
+Windows are fixed and aligned to the clock.
 """
 
+import functools
 import hashlib
 import ipaddress
 import logging
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
 
 from chatkit_api.exceptions import RateLimited, RateLimitUnavailable
+from chatkit_api.models import RateLimitCounter
 
 logger = logging.getLogger(__name__)
 
-# Tickets outlive their window by this much, so that a clock slightly behind on another
+# Counters outlive their window by this much, so that a clock slightly behind on another
 # instance still finds them.
 _CLOCK_SKEW_SECONDS = 60
 
@@ -61,15 +65,42 @@ def ip_subject(ip: str) -> str:
     return str(address)
 
 
-def _claim_ticket(base: str, count: int, timeout: int) -> bool:
-    # `issued` only saves probing tickets that are known to be taken; it is written without
-    # a lock and may lag, which costs a few failed `add`s, never an extra ticket.
-    issued_key = f"{base}:issued"
-    for ticket in range(cache.get(issued_key, 0), count):
-        if cache.add(f"{base}:{ticket}", 1, timeout):
-            cache.set(issued_key, ticket + 1, timeout)
-            return True
-    return False
+def _count_in_database(key: str, expires_at: float) -> int:
+    table = connection.ops.quote_name(RateLimitCounter._meta.db_table)
+    key_column, count_column, expires_column = (
+        connection.ops.quote_name(RateLimitCounter._meta.get_field(name).column)
+        for name in ("key", "count", "expires_at")
+    )
+    expires = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(expires_at, tz=UTC))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key_column}, {count_column}, {expires_column}) VALUES (%s, 1, %s) "  # noqa: S608 - names from the model, values as parameters
+            f"ON CONFLICT ({key_column}) DO UPDATE SET {count_column} = {table}.{count_column} + 1 "
+            f"RETURNING {count_column}",
+            [key, expires],
+        )
+        count = int(cursor.fetchone()[0])
+    if count == 1:
+        # A window has started for this subject: counters of windows that are over go.
+        RateLimitCounter.objects.filter(expires_at__lt=timezone.now()).delete()
+    return count
+
+
+@functools.lru_cache(maxsize=2)
+def _redis(url: str) -> Any:
+    # Imported only where Redis is configured.
+    import redis
+
+    # A Redis that does not answer must fail the request quickly rather than hang it.
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _count_in_redis(url: str, key: str, ttl: int) -> int:
+    pipeline = _redis(url).pipeline(transaction=True)
+    pipeline.incr(f"chatkit:{key}")
+    pipeline.expire(f"chatkit:{key}", ttl)
+    count, _ = pipeline.execute()
+    return int(count)
 
 
 def rate_limit_consume(*, limit: RateLimit, subject: str) -> None:
@@ -81,18 +112,22 @@ def rate_limit_consume(*, limit: RateLimit, subject: str) -> None:
     now = time.time()
     window = int(now // seconds)
     retry_after = max(1, math.ceil((window + 1) * seconds - now))
-    # Hashed: cache keys stay short and valid whatever the subject, and the cache holds no
+    # Hashed: keys stay short and valid whatever the subject, and the store holds no
     # addresses in clear.
     digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-    base = f"ratelimit:{limit.setting.lower()}:{seconds}:{window}:{digest}"
+    key = f"ratelimit:{limit.setting.lower()}:{seconds}:{window}:{digest}"
+    ttl = retry_after + _CLOCK_SKEW_SECONDS
     try:
-        claimed = _claim_ticket(base, count, retry_after + _CLOCK_SKEW_SECONDS)
+        if settings.REDIS_URL:
+            used = _count_in_redis(settings.REDIS_URL, key, ttl)
+        else:
+            used = _count_in_database(key, now + ttl)
     # Any backend failure (a database error, Redis down) means the count is unknown; the
     # request is refused rather than let through unlimited.
     except Exception as exc:
-        logger.exception("The rate-limit cache failed while counting %s", limit.setting)
+        logger.exception("The rate-limit counters failed while counting %s", limit.setting)
         raise RateLimitUnavailable() from exc
-    if not claimed:
+    if used > count:
         period = _PERIOD_NAMES.get(seconds, f"{seconds} seconds")
         raise RateLimited(
             f"Too many requests: at most {count} {limit.counts} per {period}. "

@@ -100,7 +100,7 @@ class NotConfiguredSerializer(ErrorSerializer):
     missing = serializers.ListField(
         child=serializers.CharField(),
         required=False,
-        help_text="The settings that are not set; absent when the rate-limit cache is unreachable.",
+        help_text="The settings that are not set; absent when the rate-limit counters are unreachable.",
     )
 
 
@@ -162,7 +162,7 @@ class SessionApiSchema(OpenApiViewExtension):
                     502: _error(ErrorSerializer, UPSTREAM),
                     503: _error(
                         NotConfiguredSerializer,
-                        "`OPENAI_API_KEY` or `CHATKIT_WORKFLOW_ID` is not set, or the rate-limit cache "
+                        "`OPENAI_API_KEY` or `CHATKIT_WORKFLOW_ID` is not set, or the rate-limit counters "
                         "cannot be reached.",
                     ),
                 },
@@ -233,7 +233,7 @@ class TranscriptApiSchema(OpenApiViewExtension):
                     503: _error(
                         NotConfiguredSerializer,
                         "`SES_TO_EMAIL` (or, managed, `OPENAI_API_KEY`) is not set, or the rate-limit "
-                        "cache cannot be reached.",
+                        "counters cannot be reached.",
                     ),
                 },
             )

@@ -7,7 +7,6 @@ beyond what `make run` sets.
 
 import os
 from pathlib import Path
-from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -69,25 +68,6 @@ def env_rate(name: str, default: str) -> tuple[int, int] | None:
             f"or be off, not {raw!r}."
         )
     return int(count), _RATE_PERIODS[period]
-
-
-def shared_cache(redis_url: str) -> dict[str, Any]:
-    """The cache that rate-limit counters live in: Redis at `redis_url`, else the database."""
-    if redis_url:
-        return {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": "chatkit",
-            # A Redis that does not answer must fail the request quickly rather than hang it.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-        }
-    return {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "chatkit_cache",
-        # Past this many rows the database cache deletes live entries too, which would
-        # forget counts; live rows are about one per request allowed in the longest window.
-        "OPTIONS": {"MAX_ENTRIES": 50_000},
-    }
 
 
 # --- Django core ---------------------------------------------------------------
@@ -203,8 +183,8 @@ STORAGES = {
 # Rate-limit counters must be seen by every instance (each Lambda instance has its own
 # memory), so the cache is shared: a table in the database by default, which `migrate`
 # creates, or Redis when there is one.
+# Where rate-limit counters live: Redis when set, else a table in the database.
 REDIS_URL = env_str("REDIS_URL")
-CACHES = {"default": shared_cache(REDIS_URL)}
 
 # The API sits behind API Gateway or a load balancer that sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -10,7 +10,7 @@ import tempfile
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-signing-key-0123456789abcdefghijklmnopqrstuvwxyz")
 
 from chatkit_site.settings import *  # noqa: F403
-from chatkit_site.settings import DATABASES, shared_cache
+from chatkit_site.settings import DATABASES
 
 # The test client speaks plain HTTP; tests/security/test_deploy_check.py checks the
 # production value.
@@ -18,7 +18,7 @@ SECURE_SSL_REDIRECT = False
 
 # Rate-limit counters in the test database, rolled back with each test whatever REDIS_URL
 # says; the Redis tests choose Redis themselves.
-CACHES = {"default": shared_cache("")}
+REDIS_URL = ""
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than SQLite's shared in-memory database, whose table locks fail at once

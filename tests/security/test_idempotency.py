@@ -66,7 +66,7 @@ def test_same_key_with_a_different_body_is_a_422(fake_chatkit, ses):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_same_key_while_the_first_request_runs_is_a_409(fake_chatkit, ses, empty_shared_cache):
+def test_same_key_while_the_first_request_runs_is_a_409(fake_chatkit, ses):
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
     body = {"threadId": thread.id, **LEAD}
     hold = fake_chatkit.hold("GET", f"/v1/chatkit/threads/{thread.id}")
@@ -99,7 +99,7 @@ def test_same_key_while_the_first_request_runs_is_a_409(fake_chatkit, ses, empty
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_concurrent_burst_with_one_key_sends_once(fake_chatkit, ses, empty_shared_cache):
+def test_a_concurrent_burst_with_one_key_sends_once(fake_chatkit, ses):
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
     body = {"threadId": thread.id, **LEAD}
 

@@ -1,6 +1,7 @@
 """Threat: floods that cost money (ChatKit sessions) or send mail under the site's domain.
 
-Limits are counted in the shared cache, so they hold across instances; a burst of
+Limits are counted in a store every instance shares (the database, or Redis), so they hold
+across instances; a burst of
 concurrent requests must not get past a limit; a forged X-Forwarded-For must not reset one.
 """
 
@@ -9,22 +10,21 @@ import os
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
-from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from chatkit_api import openai_gateway
 from chatkit_api.exceptions import RateLimited
-from chatkit_api.models import Transcript
+from chatkit_api.models import RateLimitCounter, Transcript
 from chatkit_api.ratelimits import SESSIONS_PER_IP, ip_subject, rate_limit_consume
 from chatkit_site.lambda_handler import handler
-from chatkit_site.settings import env_rate, shared_cache
+from chatkit_site.settings import env_rate
 from tests.concurrency import fire_together
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event, rest_api_v1_event
@@ -238,22 +238,32 @@ def test_a_refused_transcript_reply_keeps_the_lead_out_of_the_log(fake_chatkit, 
     assert not Transcript.objects.filter(phone=LEAD["phone"]).exists()
 
 
-# --- the shared cache ---------------------------------------------------------------------
+# --- the shared counters ------------------------------------------------------------------
 
 
-def test_migrate_creates_the_cache_table():
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE chatkit_cache")
-    assert "chatkit_cache" not in connection.introspection.table_names()
+def test_a_new_window_clears_the_counters_of_windows_that_are_over(fake_chatkit, settings):
+    settings.RATE_LIMIT_SESSIONS_PER_IP = (5, 3600)
+    stale = RateLimitCounter.objects.create(
+        key="ratelimit:old", count=3, expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    live = RateLimitCounter.objects.create(
+        key="ratelimit:live", count=3, expires_at=timezone.now() + timedelta(minutes=1)
+    )
 
-    call_command("migrate", verbosity=0)
+    assert session_from("198.51.100.6").status_code == 200
 
-    assert "chatkit_cache" in connection.introspection.table_names()
+    keys = set(RateLimitCounter.objects.values_list("key", flat=True))
+    assert stale.key not in keys
+    assert live.key in keys
+    [counted] = keys - {live.key}
+    assert RateLimitCounter.objects.get(key=counted).count == 1
+    # The subject is hashed: no address is stored in clear.
+    assert "198.51.100.6" not in counted
 
 
-def test_an_unreachable_cache_refuses_rather_than_lets_everything_through(fake_chatkit, settings):
+def test_an_unreachable_counter_store_refuses_rather_than_lets_everything_through(fake_chatkit, settings):
     # Nothing listens on the discard port.
-    settings.CACHES = {"default": shared_cache("redis://127.0.0.1:9/0")}
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
 
     response = session_from("198.51.100.5")
 
@@ -303,22 +313,26 @@ def consume_once():
 
 
 @pytest.fixture
-def redis_shared_cache(settings):
+def redis_counters(settings):
     url = os.environ.get("REDIS_URL")
     if not url:
         pytest.skip(
             "REDIS_URL is not set: the Redis path needs a running Redis, e.g. REDIS_URL=redis://127.0.0.1:6379/5"
         )
-    prefix = f"chatkit-test-{uuid.uuid4().hex}"
-    settings.CACHES = {"default": {**shared_cache(url), "KEY_PREFIX": prefix}}
+    settings.REDIS_URL = url
+
+    def clear():
+        with redis.Redis.from_url(url) as client:
+            for key in client.scan_iter("chatkit:ratelimit:*"):
+                client.delete(key)
+
+    clear()
     yield
-    with redis.Redis.from_url(url) as client:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    clear()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_concurrent_burst_gets_exactly_the_limit_from_the_database_cache(settings, empty_shared_cache):
+def test_a_concurrent_burst_gets_exactly_the_limit_from_the_database(settings):
     settings.RATE_LIMIT_SESSIONS_PER_IP = (LIMIT, 3600)
 
     outcomes = Counter(fire_together(BURST, consume_once))
@@ -327,7 +341,7 @@ def test_a_concurrent_burst_gets_exactly_the_limit_from_the_database_cache(setti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_concurrent_burst_gets_exactly_the_limit_from_redis(settings, redis_shared_cache):
+def test_a_concurrent_burst_gets_exactly_the_limit_from_redis(settings, redis_counters):
     settings.RATE_LIMIT_SESSIONS_PER_IP = (LIMIT, 3600)
 
     outcomes = Counter(fire_together(BURST, consume_once))
@@ -336,9 +350,7 @@ def test_a_concurrent_burst_gets_exactly_the_limit_from_redis(settings, redis_sh
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_concurrent_burst_of_http_requests_gets_exactly_the_limit(
-    live_server, fake_chatkit, settings, empty_shared_cache
-):
+def test_a_concurrent_burst_of_http_requests_gets_exactly_the_limit(live_server, fake_chatkit, settings):
     settings.RATE_LIMIT_SESSIONS_PER_IP = (4, 3600)
     burst = 16
 
