@@ -11,7 +11,7 @@ thread, what are its items) in the same shapes, so the transcript rules and the 
 """
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from types import ModuleType
 
@@ -126,15 +126,8 @@ def chatkit_session_create(
 
 
 def _lead_of(transcript: Transcript) -> Lead:
-    return Lead(
-        name=transcript.name,
-        email=transcript.email,
-        phone=transcript.phone,
-        vehicle=transcript.vehicle,
-        details=transcript.details,
-        mode=transcript.mode,
-        page_url=transcript.page_url,
-    )
+    # The Lead's fields are the transcript's columns of the same names.
+    return Lead(**{field.name: getattr(transcript, field.name) for field in fields(Lead)})
 
 
 def _wants_visitor_copy(lead: Lead) -> bool:
@@ -258,13 +251,7 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
             thread_id=thread_id,
             visitor_id=owner,
             requested_by=caller.kind,
-            name=lead.name,
-            email=lead.email,
-            phone=lead.phone,
-            vehicle=lead.vehicle,
-            details=lead.details,
-            mode=lead.mode,
-            page_url=lead.page_url,
+            **asdict(lead),
             visitor_copy=visitor_copy,
             recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
         )
