@@ -3,9 +3,12 @@ FROM public.ecr.aws/lambda/python:3.12
 
 WORKDIR ${LAMBDA_TASK_ROOT}
 
-# Dependencies first, so that a code change reuses this layer.
-COPY requirements.txt .
-RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r requirements.txt
+# Dependencies first, so that a code change reuses this layer; then what the package never
+# loads goes (see the script).
+COPY requirements.txt scripts/prune-lambda-package ./
+RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r requirements.txt \
+    && ./prune-lambda-package "${LAMBDA_TASK_ROOT}" \
+    && rm prune-lambda-package
 
 COPY manage.py ./
 COPY chatkit_site ./chatkit_site

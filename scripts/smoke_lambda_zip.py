@@ -28,6 +28,9 @@ from tests.lambda_events import body_of, http_api_v2_event  # noqa: E402
 
 SWAGGER_UI = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 
+# Lambda refuses a zip-packaged function whose unpacked code is larger than this.
+LAMBDA_UNPACKED_LIMIT = 250 * 2**20
+
 # Runs inside the unpacked package, as the Lambda runtime would: the task root first on
 # sys.path, then the handler imported once and invoked per event.
 DRIVER = """
@@ -68,6 +71,11 @@ def main() -> None:
         with zipfile.ZipFile(archive) as package:
             package.extractall(task_root)
             package_files = [name for name in package.namelist() if name.startswith("staticfiles/")]
+        unpacked = sum(path.stat().st_size for path in task_root.rglob("*") if path.is_file())
+        check(
+            unpacked < LAMBDA_UNPACKED_LIMIT,
+            f"unpacked package {unpacked / 2**20:.0f} MB, under Lambda's {LAMBDA_UNPACKED_LIMIT // 2**20} MB",
+        )
         make_read_only(task_root)
         events = [
             {"manage": "migrate --noinput"},
