@@ -140,9 +140,17 @@ def _recipients(*, visitor_email: str, visitor_copy: bool) -> list[str]:
 
 
 def _transcript_fetch_and_render(transcript: Transcript) -> None:
-    """Read the whole thread and store the rendered mail on the row."""
-    items = _thread_source().thread_items(transcript.thread_id)
-    rendered = transcript_render(lead=_lead_of(transcript), items=items)
+    """Read the whole thread and store the rendered mail on the row.
+
+    A thread that cannot be read is recorded on the row as the attempt's failure.
+    """
+    try:
+        rendered = transcript_render(
+            lead=_lead_of(transcript), items=_thread_source().thread_items(transcript.thread_id)
+        )
+    except ServiceError as exc:
+        _transcript_record_failure(transcript, exc.message)
+        raise
     transcript.subject = rendered.subject
     transcript.body_text = rendered.text
     transcript.body_html = rendered.html
@@ -223,11 +231,7 @@ def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
 def _transcript_complete(transcript: Transcript, audiences: list[str], *, fetch: bool) -> Transcript:
     """Read the thread (unless its text is stored already) and mail it to `audiences`."""
     if fetch:
-        try:
-            _transcript_fetch_and_render(transcript)
-        except ServiceError as exc:
-            _transcript_record_failure(transcript, exc.message)
-            raise
+        _transcript_fetch_and_render(transcript)
     if not _transcript_deliver(transcript, audiences):
         raise EmailSendFailed(
             "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
@@ -329,11 +333,7 @@ def transcript_resend(
     _require_settings("SES_TO_EMAIL")
     if refetch or not transcript.body_text:
         _require_settings(*_thread_source_settings())
-        try:
-            _transcript_fetch_and_render(transcript)
-        except ServiceError as exc:
-            _transcript_record_failure(transcript, exc.message)
-            raise
+        _transcript_fetch_and_render(transcript)
 
     if to:
         # A check mail to a chosen address is recorded but is not a delivery to staff.
