@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -259,6 +260,19 @@ def test_a_new_window_clears_the_counters_of_windows_that_are_over(fake_chatkit,
     assert RateLimitCounter.objects.get(key=counted).count == 1
     # The subject is hashed: no address is stored in clear.
     assert "198.51.100.6" not in counted
+
+
+def test_postgresql_keeps_the_counters_out_of_the_write_ahead_log():
+    # Every session call bumps a counter; in an unlogged table the commit does not wait for
+    # the disk. Elsewhere (SQLite) the table is an ordinary one.
+    if connection.vendor != "postgresql":
+        pytest.skip("unlogged tables are PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+            [RateLimitCounter._meta.db_table],
+        )
+        assert cursor.fetchone() == ("u",)
 
 
 def test_an_unreachable_counter_store_refuses_rather_than_lets_everything_through(fake_chatkit, settings):
