@@ -50,6 +50,43 @@ print(json.dumps({
 """
 
 
+# Where SES clients (and STS, for botocore's credential providers) send requests, region by
+# region. The package keeps a few services' AWS data (scripts/prune-lambda-package): it must
+# resolve every endpoint exactly as botocore's full data does.
+AWS_ENDPOINTS = """
+import json, sys
+sys.path.insert(0, ".")
+import boto3, botocore
+from botocore.config import Config
+session = boto3.session.Session(aws_access_key_id="smoke", aws_secret_access_key="smoke")
+endpoints = {"botocore": botocore.__version__}
+regions = ("us-east-1", "eu-west-1", "us-gov-west-1", "cn-north-1", "ap-southeast-7", "eusc-de-east-1")
+for service in ("sesv2", "ses", "sts"):
+    for region in regions:
+        for fips in (False, True):
+            try:
+                client = session.client(service, region_name=region, config=Config(use_fips_endpoint=fips))
+                found = [client.meta.endpoint_url, client.meta.region_name]
+            except Exception as exc:
+                found = type(exc).__name__
+            endpoints[f"{service} {region} fips={fips}"] = found
+print(json.dumps(endpoints))
+"""
+
+
+def aws_endpoints(python: list[str], cwd: Path) -> dict:
+    run = subprocess.run(
+        [*python, "-s", "-c", AWS_ENDPOINTS],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(run.stdout)
+
+
 def make_read_only(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         mode = path.stat().st_mode
@@ -132,6 +169,12 @@ def main() -> None:
         check(not left_out, f"no source maps or ReDoc collected ({len(left_out)} found)")
         check(report["openai_file"].startswith(str(task_root)), "openai imported from the package")
         check(Path(report["openai_bytecode"]).is_file(), "openai loaded with precompiled bytecode")
+        with tempfile.TemporaryDirectory() as elsewhere:
+            full_data = aws_endpoints([sys.executable], Path(elsewhere))
+        check(
+            aws_endpoints(lambda_python_command(), task_root) == full_data,
+            f"SES and STS endpoints resolve as with botocore's full data ({len(full_data) - 1} checked)",
+        )
         print(f"handler import took {report['import_seconds']:.2f}s")
         sqlite.unlink(missing_ok=True)
     finally:
