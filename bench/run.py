@@ -41,7 +41,7 @@ TOKEN = "bench-transcript-token-0123456789"
 BIG_THREAD_SIZE = 10_000
 PAGE_SIZE = 100
 # Packages a session call has no use for (bench/child.py reports whether they were loaded).
-NOT_FOR_SESSIONS = ("boto3", "django_ses", "drf_spectacular")
+NOT_FOR_SESSIONS = ("boto3", "django_ses", "drf_spectacular", "whitenoise")
 
 
 def free_port() -> int:
@@ -99,6 +99,7 @@ class Bench:
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "BENCH_EVENTS_FILE": str(REPO / "tests" / "lambda_events.py"),
+            "BENCH_NOT_FOR_SESSIONS": ",".join(NOT_FOR_SESSIONS),
             # Counted as in production, but never reached: the bench sends more than a
             # visitor would.
             "RATE_LIMIT_SESSIONS_PER_IP": "1000000/hour",
