@@ -134,9 +134,22 @@ def _wants_visitor_copy(lead: Lead) -> bool:
     return settings.ALLOW_USER_RECAP and lead.mode == "recap" and bool(lead.email)
 
 
-def _recipients(*, visitor_email: str, visitor_copy: bool) -> list[str]:
-    staff = list(settings.SES_TO_EMAIL)
-    return [*staff, visitor_email] if visitor_copy else staff
+def _audiences(*, visitor_copy: bool) -> list[str]:
+    return [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
+
+
+def _audience_addresses(audience: str, *, visitor_email: str) -> list[str]:
+    if audience == EmailAudience.STAFF:
+        return list(settings.SES_TO_EMAIL)
+    return [visitor_email]
+
+
+def _addresses(audiences: list[str], *, visitor_email: str) -> list[str]:
+    return [
+        address
+        for audience in audiences
+        for address in _audience_addresses(audience, visitor_email=visitor_email)
+    ]
 
 
 def _transcript_fetch_and_render(transcript: Transcript) -> None:
@@ -168,19 +181,16 @@ def _transcript_record_failure(transcript: Transcript, error: str) -> None:
     transcript.save(update_fields=["status", "error", "attempts", "delivery_state", "updated_at"])
 
 
-def _audience_addresses(transcript: Transcript, audience: str) -> list[str]:
-    if audience == EmailAudience.STAFF:
-        return list(settings.SES_TO_EMAIL)
-    return [transcript.email]
-
-
 def _outgoing(transcript: Transcript, audience: str, override_to: list[str]) -> OutgoingEmail:
     if audience == EmailAudience.VISITOR:
         # The visitor's copy must not answer back to the visitor themselves.
         reply_to = settings.SES_REPLY_TO
     else:
         reply_to = transcript.email or settings.SES_REPLY_TO
-    to = override_to if audience == EmailAudience.OVERRIDE else _audience_addresses(transcript, audience)
+    if audience == EmailAudience.OVERRIDE:
+        to = override_to
+    else:
+        to = _audience_addresses(audience, visitor_email=transcript.email)
     return OutgoingEmail(
         subject=transcript.subject,
         text=transcript.body_text,
@@ -249,6 +259,7 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
     rate_limit_consume(limit=TRANSCRIPTS_PER_THREAD, subject=thread_id)
     if visitor_copy:
         rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
+    audiences = _audiences(visitor_copy=visitor_copy)
     # Recorded and tied to the key together: a retry finds this transcript or none at all.
     with transaction.atomic():
         transcript = Transcript.objects.create(
@@ -257,10 +268,9 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
             requested_by=caller.kind,
             **asdict(lead),
             visitor_copy=visitor_copy,
-            recipients=_recipients(visitor_email=lead.email, visitor_copy=visitor_copy),
+            recipients=_addresses(audiences, visitor_email=lead.email),
         )
         idempotency_attach(claim=claim, transcript=transcript)
-    audiences = [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
     return _transcript_complete(transcript, audiences, fetch=True)
 
 
@@ -307,18 +317,14 @@ def _audiences_to_resend(transcript: Transcript) -> list[str]:
         return unsent
     if latest:
         return [EmailAudience.STAFF]
-    return [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if transcript.visitor_copy else [])
+    return _audiences(visitor_copy=transcript.visitor_copy)
 
 
 def transcript_resend_recipients(*, transcript: Transcript, to: list[str] | None = None) -> list[str]:
     """The addresses `transcript_resend` would mail now; nothing is sent or changed."""
     if to:
         return list(to)
-    return [
-        address
-        for audience in _audiences_to_resend(transcript)
-        for address in _audience_addresses(transcript, audience)
-    ]
+    return _addresses(_audiences_to_resend(transcript), visitor_email=transcript.email)
 
 
 def transcript_resend(
@@ -339,8 +345,8 @@ def transcript_resend(
         # A check mail to a chosen address is recorded but is not a delivery to staff.
         error = _email_deliver(transcript, EmailAudience.OVERRIDE, override_to=to).error
     else:
-        transcript.recipients = _recipients(
-            visitor_email=transcript.email, visitor_copy=transcript.visitor_copy
+        transcript.recipients = _addresses(
+            _audiences(visitor_copy=transcript.visitor_copy), visitor_email=transcript.email
         )
         transcript.save(update_fields=["recipients", "updated_at"])
         delivered = _transcript_deliver(transcript, _audiences_to_resend(transcript))
