@@ -19,12 +19,13 @@ from typing import Any
 
 from agents import Agent, RunConfig, Runner
 from agents.models.openai_provider import OpenAIProvider
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
     Action,
+    Attachment,
     AttachmentsCreateReq,
     AttachmentsDeleteReq,
     ChatKitReq,
@@ -42,6 +43,8 @@ from chatkit.types import (
     WidgetItem,
 )
 from django.conf import settings
+from openai.types.responses import ResponseInputTextParam
+from openai.types.responses.response_input_item_param import Message
 from pydantic import TypeAdapter, ValidationError
 
 from chatkit_api import openai_gateway
@@ -58,6 +61,7 @@ from chatkit_api.exceptions import (
 )
 from chatkit_api.models import ChatKitThread
 from chatkit_api.ratelimits import CHATKIT_REQUESTS_PER_IP, ip_subject, rate_limit_consume
+from chatkit_api.rendering import conversation_text
 from chatkit_api.serializers import LeadSerializer, lead_from
 from chatkit_api.services import Caller, self_hosted, transcript_send
 
@@ -90,6 +94,33 @@ def _title(message: UserMessageItem) -> str | None:
     return text or None
 
 
+class HistoryConverter(ThreadItemConverter):
+    """A thread's items as the agent's input, including what threads imported from managed
+    ChatKit carry: the SDK's own converter refuses both attachments and structured hidden items.
+    """
+
+    async def attachment_to_message_content(self, attachment: Attachment) -> ResponseInputTextParam:
+        # Only imported messages have attachments; their files stayed with OpenAI.
+        return ResponseInputTextParam(
+            type="input_text",
+            text=f"[The visitor attached {attachment.name} ({attachment.mime_type}); the file is gone.]",
+        )
+
+    async def hidden_context_to_input(self, item: HiddenContextItem) -> Any:
+        if isinstance(item.content, str):
+            return await super().hidden_context_to_input(item)
+        # A managed item kept whole: the model reads it as the transcript shows it.
+        text = conversation_text([item.model_dump(mode="json")])
+        return Message(
+            type="message",
+            role="user",
+            content=[ResponseInputTextParam(type="input_text", text=f"Earlier in this conversation: {text}")],
+        )
+
+
+_HISTORY = HistoryConverter()
+
+
 class SiteChatKitServer(ChatKitServer[ChatKitContext]):
     def __init__(self, agent: Agent) -> None:
         super().__init__(store=DjangoStore())
@@ -102,13 +133,13 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
             # The server saves a changed thread and tells the widget, whose history lists it.
             thread.title = _title(input_user_message)
         recent = await self.store.load_thread_items(thread.id, None, HISTORY_ITEMS, "desc", context)
-        agent_input = await simple_to_agent_input(list(reversed(recent.data)))
+        history = await _HISTORY.to_agent_input(list(reversed(recent.data)))
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         client = openai_gateway.async_client()
         try:
             result = Runner.run_streamed(
                 self.agent,
-                agent_input,
+                history,
                 context=agent_context,
                 run_config=RunConfig(
                     model_provider=OpenAIProvider(openai_client=client),

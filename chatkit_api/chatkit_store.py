@@ -96,13 +96,20 @@ def thread_load(*, visitor_id: str, thread_id: str) -> ThreadMetadata:
     return ThreadMetadata.model_validate(_thread_row(visitor_id, thread_id).data)
 
 
-def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
+def thread_fields(thread: ThreadMetadata) -> dict[str, Any]:
+    """The columns of a thread's row that the thread's metadata gives."""
     created_at = _aware(thread.created_at)
-    fields = {
+    return {
         "title": (thread.title or "")[: ChatKitThread._meta.get_field("title").max_length],
+        "created_at": created_at,
         # The server may hand over a whole Thread; its items are rows of their own.
         "data": _as_json(thread, created_at, exclude=frozenset({"items"})),
     }
+
+
+def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
+    fields = thread_fields(thread)
+    created_at = fields.pop("created_at")
     updated = ChatKitThread.objects.filter(pk=thread.id, visitor_id=visitor_id).update(
         updated_at=timezone.now(), **fields
     )
@@ -160,15 +167,16 @@ def items_load(
     )
 
 
+def item_fields(item: Any) -> dict[str, Any]:
+    """The columns of an item's row, its JSON as the SDK serialises it among them."""
+    created_at = _aware(item.created_at)
+    return {"type": item.type, "created_at": created_at, "data": _as_json(item, created_at)}
+
+
 def item_save(*, visitor_id: str, thread_id: str, item: Any) -> None:
     """Add or replace an item: the SDK adds some items twice (a workflow kept open across turns)."""
     thread = _thread_row(visitor_id, thread_id)
-    created_at = _aware(item.created_at)
-    ChatKitThreadItem.objects.update_or_create(
-        thread=thread,
-        item_id=item.id,
-        defaults={"type": item.type, "created_at": created_at, "data": _as_json(item, created_at)},
-    )
+    ChatKitThreadItem.objects.update_or_create(thread=thread, item_id=item.id, defaults=item_fields(item))
     ChatKitThread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
 
 

@@ -68,6 +68,22 @@ class UpstreamError(ServiceError):
 
     status_code = 502
 
+    def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        # What OpenAI answered, for callers that act on it (never shown to an API caller).
+        self.upstream_status = upstream_status
+
+
+class ManagedChatKitGone(ServiceError):
+    """Managed ChatKit no longer answers: Agent Builder, which ran its workflows, has shut down."""
+
+    status_code = 503
+    message = (
+        "Managed ChatKit is no longer available: OpenAI shut down Agent Builder, which ran this "
+        "service's workflow, on 2026-11-30. Switch the service to self-hosted mode "
+        "(CHATKIT_MODE=self_hosted) and the widget to /api/chatkit."
+    )
+
 
 class EmailSendFailed(ServiceError):
     """SES refused or could not be reached; the transcript is recorded and can be resent."""

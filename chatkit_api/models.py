@@ -28,8 +28,9 @@ class Transcript(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     thread_id = models.CharField(max_length=128, db_index=True)
+    # As long as a ChatKit `user` may be: a thread imported from managed ChatKit keeps its owner.
     visitor_id = models.CharField(
-        max_length=64, blank=True, help_text="The ChatKit user that owns the thread."
+        max_length=512, blank=True, help_text="The ChatKit user that owns the thread."
     )
     requested_by = models.CharField(
         max_length=16, help_text="Who asked for the mail: the visitor's browser or a server."
@@ -152,11 +153,23 @@ class ChatKitThread(models.Model):
     """
 
     id = models.CharField(primary_key=True, max_length=128)
-    visitor_id = models.CharField(max_length=64, help_text="The visitor (cookie) that owns the thread.")
+    visitor_id = models.CharField(
+        max_length=512, help_text="The visitor (cookie) that owns the thread, or the managed thread's user."
+    )
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True, help_text="The last change to the thread or its items.")
     data = models.JSONField(default=dict)
+    imported_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When `import_managed_threads` last brought the thread up to date from managed ChatKit.",
+    )
+    import_cursor = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="The last managed item imported; the next import reads on from there.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,4 +1,4 @@
-"""The one wrapper around the OpenAI SDK: ChatKit sessions, thread lookup, thread items,
+"""The one wrapper around the OpenAI SDK: ChatKit sessions, managed threads and their items,
 and the async client the self-hosted agent's model calls go through.
 
 SDK exceptions never leave this module: they become ThreadNotFound or UpstreamError with
@@ -16,18 +16,21 @@ import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
 import openai
 from django.conf import settings
 
-from chatkit_api.exceptions import NotConfigured, ThreadNotFound, UpstreamError
+from chatkit_api.exceptions import ManagedChatKitGone, NotConfigured, ThreadNotFound, UpstreamError
 
 logger = logging.getLogger(__name__)
 
-# The API's maximum page size for thread items.
-ITEMS_PAGE_SIZE = 100
+# OpenAI shuts down Agent Builder, which runs managed ChatKit workflows, on this day.
+AGENT_BUILDER_SHUTDOWN = date(2026, 11, 30)
+# The API's maximum page size for threads and thread items.
+PAGE_SIZE = 100
 _CHATKIT_BETA_HEADERS = {"OpenAI-Beta": "chatkit_beta=v1"}
 
 
@@ -42,14 +45,16 @@ def _build_client(api_key: str, base_url: str | None, timeout: float, max_retrie
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 
-def _client() -> openai.OpenAI:
+def _client(max_retries: int | None = None) -> openai.OpenAI:
+    """The client built from settings; `max_retries` overrides OPENAI_MAX_RETRIES (a long
+    command can afford to wait out a rate limit, a visitor's request cannot)."""
     if not settings.OPENAI_API_KEY:
         raise NotConfigured(["OPENAI_API_KEY"])
     return _build_client(
         settings.OPENAI_API_KEY,
         settings.OPENAI_BASE_URL,
         float(settings.OPENAI_TIMEOUT_SECONDS),
-        settings.OPENAI_MAX_RETRIES,
+        settings.OPENAI_MAX_RETRIES if max_retries is None else max_retries,
     )
 
 
@@ -84,7 +89,8 @@ def _upstream_error(action: str, exc: openai.OpenAIError) -> UpstreamError:
     request_id = getattr(exc, "request_id", None)
     # The SDK's message can quote the upstream body; it goes to the log, not to the caller.
     logger.warning("OpenAI %s %s (request id %s): %s", action, reason, request_id, exc)
-    return UpstreamError(f"OpenAI {reason} while {action}. Try again later.")
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    return UpstreamError(f"OpenAI {reason} while {action}. Try again later.", upstream_status=status)
 
 
 def _unreadable_reply(what: str, exc: Exception) -> UpstreamError:
@@ -92,9 +98,11 @@ def _unreadable_reply(what: str, exc: Exception) -> UpstreamError:
     return UpstreamError("OpenAI returned an unreadable answer. Try again later.")
 
 
-def _chatkit_request(method: str, path: str, *, body: Any = None, params: Any = None) -> dict[str, Any]:
+def _chatkit_request(
+    method: str, path: str, *, body: Any = None, params: Any = None, max_retries: int | None = None
+) -> dict[str, Any]:
     options: Any = {"headers": _CHATKIT_BETA_HEADERS, "params": params or {}}
-    client = _client()
+    client = _client(max_retries)
     if method == "post":
         reply = client.post(path, cast_to=object, body=body, options=options)
     else:
@@ -129,9 +137,18 @@ def session_create(
         )
         return ChatKitSession(client_secret=session["client_secret"], expires_at=session.get("expires_at"))
     except openai.OpenAIError as exc:
-        raise _upstream_error("creating a ChatKit session", exc) from exc
+        error = _upstream_error("creating a ChatKit session", exc)
+        # A rejected key or a rate limit is this deployment's own; anything else after the
+        # shutdown means there is no workflow left to run.
+        if _agent_builder_shut_down() and error.upstream_status not in (401, 429):
+            raise ManagedChatKitGone() from exc
+        raise error from exc
     except (KeyError, ValueError) as exc:
         raise _unreadable_reply("a ChatKit session", exc) from exc
+
+
+def _agent_builder_shut_down() -> bool:
+    return datetime.now(UTC).date() >= AGENT_BUILDER_SHUTDOWN
 
 
 def _thread_path(thread_id: str) -> str:
@@ -150,16 +167,46 @@ def thread_owner(thread_id: str) -> str:
         raise _unreadable_reply("a thread", exc) from exc
 
 
-def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
-    """Every item of the thread, oldest first, following `has_more`/`after` to the end."""
-    path = _thread_path(thread_id) + "/items"
+def threads_list(*, user: str | None = None, max_retries: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every managed thread OpenAI keeps for this project (or for one ChatKit `user`), oldest
+    first, as the API's thread objects.
+
+    ManagedChatKitGone when the list endpoint is not there (404): Agent Builder has shut down.
+    """
     after: str | None = None
     while True:
-        params: dict[str, Any] = {"order": "asc", "limit": ITEMS_PAGE_SIZE}
+        params: dict[str, Any] = {"order": "asc", "limit": PAGE_SIZE}
+        if user:
+            params["user"] = user
         if after:
             params["after"] = after
         try:
-            page = _chatkit_request("get", path, params=params)
+            page = _chatkit_request("get", "/chatkit/threads", params=params, max_retries=max_retries)
+        except openai.NotFoundError as exc:
+            logger.warning("OpenAI answered 404 to the ChatKit thread list: %s", exc)
+            raise ManagedChatKitGone() from exc
+        except openai.OpenAIError as exc:
+            raise _upstream_error("listing the ChatKit threads", exc) from exc
+        except ValueError as exc:
+            raise _unreadable_reply("a page of threads", exc) from exc
+        data = page.get("data") or []
+        yield from data
+        after = page.get("last_id") or (data[-1].get("id") if data else None)
+        if not page.get("has_more") or not after:
+            return
+
+
+def thread_item_pages(
+    thread_id: str, *, after: str | None = None, order: str = "asc", max_retries: int | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """The thread's items a page (up to 100) at a time, from the one after `after` to the end."""
+    path = _thread_path(thread_id) + "/items"
+    while True:
+        params: dict[str, Any] = {"order": order, "limit": PAGE_SIZE}
+        if after:
+            params["after"] = after
+        try:
+            page = _chatkit_request("get", path, params=params, max_retries=max_retries)
         except openai.NotFoundError as exc:
             raise ThreadNotFound() from exc
         except openai.OpenAIError as exc:
@@ -167,7 +214,13 @@ def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
         except ValueError as exc:
             raise _unreadable_reply("a page of thread items", exc) from exc
         data = page.get("data") or []
-        yield from data
+        yield data
         after = page.get("last_id") or (data[-1].get("id") if data else None)
         if not page.get("has_more") or not after:
             return
+
+
+def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
+    """Every item of the thread, oldest first, following `has_more`/`after` to the end."""
+    for page in thread_item_pages(thread_id):
+        yield from page

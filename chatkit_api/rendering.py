@@ -192,9 +192,10 @@ def _task_line(task: dict[str, Any]) -> str:
 
 def _workflow_text(item: dict[str, Any]) -> tuple[str, str]:
     workflow = item.get("workflow") or {}
-    label = "Reasoning" if workflow.get("type") == "reasoning" else "Workflow"
-    lines: list[str] = []
     summary = workflow.get("summary") or {}
+    # Without a summary a workflow is a list of tasks, as a managed task group is.
+    label = "Reasoning" if workflow.get("type") == "reasoning" else "Workflow" if summary else "Tasks"
+    lines: list[str] = []
     if summary.get("title"):
         lines.append(str(summary["title"]))
     elif isinstance(summary.get("duration"), int):
@@ -224,9 +225,29 @@ def _generated_image_text(item: dict[str, Any]) -> str:
 # Self-hosted bookkeeping the visitor never sees: a turn marker, and context kept for the
 # model (e.g. "the visitor sent a recap"). Leaving them out keeps the mail what the visitor read.
 _NOT_SHOWN = {"end_of_turn", "hidden_context_item", "sdk_hidden_context"}
+# A managed item that `import_managed_threads` could not convert is kept whole under this key
+# of a hidden context item (see chatkit_api.managed_items); the mail shows it as it was.
+KEPT_MANAGED_ITEM = "managed_item"
+
+
+def _kept_managed_item(item: dict[str, Any]) -> dict[str, Any] | None:
+    content = item.get("content")
+    if item.get("type") == "hidden_context_item" and isinstance(content, dict):
+        kept = content.get(KEPT_MANAGED_ITEM)
+        return kept if isinstance(kept, dict) else None
+    return None
+
+
+def _unknown_text(item: dict[str, Any]) -> str:
+    found: list[str] = []
+    _widget_texts(item, found)
+    return _snippet(" · ".join(found)) if found else "(not shown)"
 
 
 def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry | None:
+    kept = _kept_managed_item(item)
+    if kept is not None:
+        return _entry(kept, zone)
     raw_type = str(item.get("type") or "unknown")
     kind = raw_type.removeprefix("chatkit.")
     created_at = _format_time(item.get("created_at"), zone)
@@ -255,7 +276,7 @@ def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry | None:
         return Entry(kind, "Questions", created_at, _structured_input_text(item))
     if kind == "generated_image":
         return Entry(kind, "Image", created_at, _generated_image_text(item))
-    return Entry(kind, f"Unsupported item ({raw_type})", created_at, "(not shown)")
+    return Entry(kind, f"Unsupported item ({raw_type})", created_at, _unknown_text(item))
 
 
 def _lead_lines(lead: Lead) -> list[tuple[str, str]]:

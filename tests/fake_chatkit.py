@@ -1,8 +1,8 @@
 """A small stand-in for OpenAI's ChatKit API, served on loopback for the real `openai` SDK.
 
 Shapes follow OpenAI's published OpenAPI spec (`ChatSessionResource`, `ThreadResource`,
-`ThreadItemListResource`): pagination by `after`/`has_more` with `limit` at most 100 and
-`order` defaulting to `desc`, errors as `{"error": {...}}`.
+`ThreadListResource`, `ThreadItemListResource`): pagination by `after`/`before`/`has_more` with
+`limit` at most 100 and `order` defaulting to `desc`, errors as `{"error": {...}}`.
 
 It also answers `POST /v1/responses` with a streamed reply (the spec's `ResponseStreamEvent`
 server-sent events), which is how a self-hosted agent's model reaches OpenAI.
@@ -39,19 +39,38 @@ class Hold:
 
 
 @dataclass
+class Failure:
+    """What matching requests answer instead, from the `skip`+1-th one on, `times` times (None:
+    for good). Server errors and rate limits tell the SDK to retry at once, so tests stay fast."""
+
+    status: int
+    body: Any
+    skip: int = 0
+    times: int | None = None
+    seen: int = 0
+
+    def applies(self) -> bool:
+        self.seen += 1
+        if self.seen <= self.skip:
+            return False
+        return self.times is None or self.seen <= self.skip + self.times
+
+
+@dataclass
 class FakeThread:
     id: str
     user: str
     items: list[dict[str, Any]] = field(default_factory=list)
     created_at: int = BASE_TIME
+    title: str | None = None
 
 
 class FakeChatKit:
     def __init__(self) -> None:
         self.threads: dict[str, FakeThread] = {}
         self.requests: list[RecordedRequest] = []
-        # (method, path prefix) -> (status, body): every matching request answers this.
-        self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
+        # (method, path prefix) -> what matching requests answer instead.
+        self.failures: dict[tuple[str, str], Failure] = {}
         self.holds: dict[tuple[str, str], Hold] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -74,10 +93,24 @@ class FakeChatKit:
                 hold.release.set()
             self.holds.clear()
 
-    def fail(self, method: str, path_prefix: str, status: int, body: Any = None) -> None:
-        self.failures[(method, path_prefix)] = (
-            status,
-            body if body is not None else {"error": {"message": "upstream broke", "type": "server_error"}},
+    UPSTREAM_BROKE = {"error": {"message": "upstream broke", "type": "server_error"}}
+
+    def fail(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int,
+        body: Any = None,
+        *,
+        skip: int = 0,
+        times: int | None = None,
+    ) -> None:
+        """Matching requests answer `status` instead: after the first `skip`, `times` times."""
+        self.failures[(method, path_prefix)] = Failure(
+            status=status,
+            body=body if body is not None else self.UPSTREAM_BROKE,
+            skip=skip,
+            times=times,
         )
 
     def hold(self, method: str, path_prefix: str) -> Hold:
@@ -86,17 +119,39 @@ class FakeChatKit:
         return hold
 
     def add_thread(
-        self, *, user: str, items: list[dict[str, Any]], thread_id: str | None = None
+        self,
+        *,
+        user: str,
+        items: list[dict[str, Any]],
+        thread_id: str | None = None,
+        created_at: int | None = None,
+        title: str | None = None,
     ) -> FakeThread:
-        thread = FakeThread(id=thread_id or f"cthr_{next(self._ids):06d}", user=user)
+        number = next(self._ids)
+        thread = FakeThread(
+            id=thread_id or f"cthr_{number:06d}",
+            user=user,
+            created_at=BASE_TIME if created_at is None else created_at,
+            title=title,
+        )
         for position, item in enumerate(items):
             item.setdefault("id", f"cthi_{thread.id}_{position:06d}")
             item.setdefault("object", "chatkit.thread_item")
             item.setdefault("thread_id", thread.id)
-            item.setdefault("created_at", BASE_TIME + position)
+            item.setdefault("created_at", thread.created_at + position)
         thread.items = items
         self.threads[thread.id] = thread
         return thread
+
+    def add_items(self, thread: FakeThread, items: list[dict[str, Any]]) -> None:
+        """New items at the end of a thread, as a conversation that goes on."""
+        start = len(thread.items)
+        for position, item in enumerate(items, start):
+            item.setdefault("id", f"cthi_{thread.id}_{position:06d}")
+            item.setdefault("object", "chatkit.thread_item")
+            item.setdefault("thread_id", thread.id)
+            item.setdefault("created_at", thread.created_at + position)
+        thread.items.extend(items)
 
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
@@ -149,6 +204,9 @@ class FakeChatKit:
                 hold.arrived.set()
                 hold.release.wait(timeout=30)
         status, payload = self._answer(request)
+        headers = {}
+        if status == 429 or status >= 500:
+            headers["retry-after-ms"] = "1"
         if isinstance(payload, SseBody):
             encoded, content_type = payload.encode(), "text/event-stream"
         else:
@@ -157,13 +215,16 @@ class FakeChatKit:
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(encoded)))
         handler.send_header("x-request-id", f"req_fake_{len(self.requests)}")
+        for name, value in headers.items():
+            handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(encoded)
 
     def _answer(self, request: RecordedRequest) -> tuple[int, Any]:
-        for (method, prefix), failure in self.failures.items():
-            if request.method == method and request.path.startswith(prefix):
-                return failure
+        with self._lock:
+            for (method, prefix), failure in self.failures.items():
+                if request.method == method and request.path.startswith(prefix) and failure.applies():
+                    return failure.status, failure.body
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return 401, _error("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         if request.method == "POST" and request.path == "/v1/responses":
@@ -174,6 +235,11 @@ class FakeChatKit:
         parts = request.path.removeprefix("/v1/").split("/")
         if request.method == "POST" and parts == ["chatkit", "sessions"]:
             return self._create_session(request.body or {})
+        if request.method == "GET" and parts == ["chatkit", "threads"]:
+            threads = sorted(self.threads.values(), key=lambda thread: (thread.created_at, thread.id))
+            if "user" in request.query:
+                threads = [thread for thread in threads if thread.user == request.query["user"]]
+            return _page([self._thread_resource(thread) for thread in threads], request.query)
         if request.method == "GET" and len(parts) == 3 and parts[:2] == ["chatkit", "threads"]:
             thread = self.threads.get(parts[2])
             return (200, self._thread_resource(thread)) if thread else _not_found(parts[2])
@@ -292,30 +358,14 @@ class FakeChatKit:
             "id": thread.id,
             "object": "chatkit.thread",
             "created_at": thread.created_at,
-            "title": None,
+            "title": thread.title,
             "status": {"type": "active"},
             "user": thread.user,
         }
 
     @staticmethod
     def _list_items(thread: FakeThread, query: dict[str, str]) -> tuple[int, Any]:
-        limit = int(query.get("limit", 20))
-        if not 0 <= limit <= 100:
-            return 400, _error("limit must be between 0 and 100.", "invalid_request_error")
-        items = thread.items if query.get("order", "desc") == "asc" else list(reversed(thread.items))
-        if "after" in query:
-            position = next((index for index, item in enumerate(items) if item["id"] == query["after"]), None)
-            if position is None:
-                return 400, _error("Unknown cursor.", "invalid_request_error")
-            items = items[position + 1 :]
-        page = items[:limit]
-        return 200, {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(items) > limit,
-        }
+        return _page(thread.items, query)
 
 
 @dataclass
@@ -330,6 +380,29 @@ class SseBody:
 
 def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _page(objects: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:
+    """One page of a list, oldest first unless `order` says `desc`, around the `after`/`before` ids."""
+    limit = int(query.get("limit", 20))
+    if not 0 <= limit <= 100:
+        return 400, _error("limit must be between 0 and 100.", "invalid_request_error")
+    listed = objects if query.get("order", "desc") == "asc" else list(reversed(objects))
+    ids = [entry["id"] for entry in listed]
+    for cursor in ("after", "before"):
+        if cursor in query and query[cursor] not in ids:
+            return 400, _error(f"Unknown {cursor} cursor.", "invalid_request_error")
+    start = ids.index(query["after"]) + 1 if "after" in query else 0
+    end = ids.index(query["before"]) if "before" in query else len(listed)
+    listed = listed[start:end]
+    page = listed[:limit]
+    return 200, {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(listed) > limit,
+    }
 
 
 def _not_found(thread_id: str) -> tuple[int, Any]:

@@ -10,32 +10,21 @@ exits with status 1 if any transcript could not be sent, so a scheduler notices.
 """
 
 from argparse import ArgumentParser, ArgumentTypeError
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from chatkit_api.exceptions import NotConfigured, ServiceError
+from chatkit_api.management.arguments import date_or_moment
 from chatkit_api.models import Transcript
 from chatkit_api.services import transcript_resend, transcript_resend_recipients, transcripts_resend_queue
 
 # With more transcripts than this, progress is reported about every tenth of the way.
 PROGRESS_FROM = 20
-
-
-def _since(value: str) -> datetime:
-    """A date (midnight in TIME_ZONE) or a date and time, e.g. 2026-11-20 or 2026-11-20T14:30."""
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD) or a date and time.")
-        moment = datetime.combine(day, time.min)
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
 def _address(value: str) -> str:
@@ -61,7 +50,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--since",
-            type=_since,
+            type=date_or_moment,
             metavar="DATE",
             help="Only transcripts recorded on or after DATE (YYYY-MM-DD, or an ISO date and time).",
         )

@@ -1,0 +1,18 @@
+"""Argument types the management commands share."""
+
+from argparse import ArgumentTypeError
+from datetime import datetime, time
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+
+def date_or_moment(value: str) -> datetime:
+    """A date (midnight in TIME_ZONE) or a date and time, e.g. 2026-11-20 or 2026-11-20T14:30."""
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD) or a date and time.")
+        moment = datetime.combine(day, time.min)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
