@@ -5,7 +5,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator, URLValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
@@ -20,9 +21,9 @@ from chatkit_api.authentication import (
     VisitorCookieAuthentication,
     origin_allowed,
 )
-from chatkit_api.exceptions import RequestTooLarge
+from chatkit_api.exceptions import InvalidChatKitRequest, RequestTooLarge
 from chatkit_api.negotiation import FirstParserAndRenderer
-from chatkit_api.serializers import LeadSerializer, clean, lead_from, text_field
+from chatkit_api.serializers import LOCALE_PATTERN, LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import chatkit_session_create, transcript_send
 from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
 
@@ -57,7 +58,7 @@ class SessionApi(ChatKitApiView):
         locale = text_field(
             35,
             "The visitor's language, e.g. `fr` or `en-GB`; the workflow's `locale` (default `en`).",
-            validators=(RegexValidator(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "Not a locale."),),
+            validators=(RegexValidator(LOCALE_PATTERN, "Not a locale."),),
         )
         pageUrl = text_field(  # noqa: N815 - the frontend's field name
             2000, "The page the chat is on; the workflow's `page_url`."
@@ -120,6 +121,46 @@ def ses_notifications(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRe
     return SesNotificationsWebhook.as_view()(request, *args, **kwargs)
 
 
+# The page the widget is on, sent by the page's own `fetch` (see README, "The agent's state
+# variables"); a URL's longest length the session endpoint accepts too.
+PAGE_URL_HEADER = "X-Page-URL"
+PAGE_URL_MAX_LENGTH = 2000
+_PAGE_URL = URLValidator(schemes=["http", "https"])
+
+
+def _is_page_url(value: str) -> bool:
+    try:
+        _PAGE_URL(value)
+    except DjangoValidationError:
+        return False
+    return len(value) <= PAGE_URL_MAX_LENGTH
+
+
+def _request_locale(request: HttpRequest) -> str:
+    """The browser's first language (ChatKit's requests carry Accept-Language), else `en`."""
+    first = request.headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip()
+    return first if LOCALE_PATTERN.match(first) else "en"
+
+
+def _request_page_url(request: HttpRequest) -> str:
+    """The page from the widget's X-Page-URL header, else from the Referer, else empty.
+
+    Browsers send only the origin as Referer to another site, so the header is the way to
+    get the whole URL there. A header that is not a page URL is refused; a Referer is the
+    browser's, and is only used when it is one.
+    """
+    page_url = request.headers.get(PAGE_URL_HEADER)
+    if page_url is not None:
+        if not _is_page_url(page_url):
+            raise InvalidChatKitRequest(
+                f"The {PAGE_URL_HEADER} header must be an http(s) URL of at most "
+                f"{PAGE_URL_MAX_LENGTH} characters."
+            )
+        return page_url
+    referer = request.headers.get("Referer", "")
+    return referer if _is_page_url(referer) else ""
+
+
 def _host_can_stream(request: HttpRequest) -> bool:
     # apig-wsgi hands Lambda one complete response, so API Gateway and Function URLs never
     # see a stream; other hosts stream unless the setting says their proxy buffers.
@@ -153,7 +194,12 @@ class ChatKitApi(ChatKitApiView):
             raise RequestTooLarge() from None
         visitor_id = visitor_from_request(request) or visitor_new_id()
         reply = chatkit_request_process(
-            visitor_id=visitor_id, client_ip=client_ip(request), body=body, stream=_host_can_stream(request)
+            visitor_id=visitor_id,
+            client_ip=client_ip(request),
+            locale=_request_locale(request),
+            page_url=_request_page_url(request),
+            body=body,
+            stream=_host_can_stream(request),
         )
         response: HttpResponseBase
         if reply.stream is not None:

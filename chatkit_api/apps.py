@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ChatkitApiConfig(AppConfig):
     name = "chatkit_api"
     verbose_name = "ChatKit transcripts"
+
+    def ready(self) -> None:
+        from chatkit_api import checks  # noqa: F401 - registers the system checks

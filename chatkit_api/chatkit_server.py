@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents import Agent, RunConfig, Runner
+from agents import (
+    Agent,
+    InputGuardrailTripwireTriggered,
+    OutputGuardrailTripwireTriggered,
+    RunConfig,
+    Runner,
+)
 from agents.models.openai_provider import OpenAIProvider
 from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
@@ -25,6 +31,8 @@ from chatkit.server import ChatKitServer, NonStreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
     Action,
+    AssistantMessageContent,
+    AssistantMessageItem,
     Attachment,
     AttachmentsCreateReq,
     AttachmentsDeleteReq,
@@ -71,6 +79,8 @@ logger = logging.getLogger(__name__)
 RECAP_ACTION = "send_recap"
 # How many of a thread's latest items the agent reads on each turn.
 HISTORY_ITEMS = 100
+# What the visitor reads when a guardrail stops the agent without saying what to answer.
+GUARDRAIL_ANSWER = "Sorry, I can't help with that here."
 # Threads are titled after the visitor's first message, cut to this length.
 TITLE_LENGTH = 60
 
@@ -148,8 +158,30 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
             )
             async for event in stream_agent_response(agent_context, result):
                 yield event
+        except (InputGuardrailTripwireTriggered, OutputGuardrailTripwireTriggered) as tripped:
+            yield self._guardrail_answer(thread, tripped, context)
         finally:
             await client.close()
+
+    def _guardrail_answer(
+        self,
+        thread: ThreadMetadata,
+        tripped: InputGuardrailTripwireTriggered | OutputGuardrailTripwireTriggered,
+        context: ChatKitContext,
+    ) -> ThreadItemDoneEvent:
+        """A guardrail stopped the run: its `output_info`, when it is text, is the answer."""
+        info = tripped.guardrail_result.output.output_info
+        logger.info("ChatKit run stopped by a guardrail: %s", tripped)
+        return ThreadItemDoneEvent(
+            item=AssistantMessageItem(
+                id=self.store.generate_item_id("message", thread, context),
+                thread_id=thread.id,
+                created_at=datetime.now(UTC),
+                content=[
+                    AssistantMessageContent(text=info if isinstance(info, str) and info else GUARDRAIL_ANSWER)
+                ],
+            )
+        )
 
     async def action(
         self,
@@ -246,12 +278,15 @@ def sse_stream(event_loop: RequestEventLoop, events: Iterator[bytes], first: byt
         event_loop.close()
 
 
-def chatkit_request_process(*, visitor_id: str, client_ip: str, body: bytes, stream: bool) -> ChatKitReply:
+def chatkit_request_process(
+    *, visitor_id: str, client_ip: str, body: bytes, stream: bool, locale: str = "en", page_url: str = ""
+) -> ChatKitReply:
     """Serve one ChatKit protocol request for the visitor.
 
     Everything that can be refused (mode, configuration, a malformed request, another
     visitor's thread) is refused with an error status before anything is stored. `stream`
     says whether the host can stream; otherwise the events come back as one complete body.
+    `locale` and `page_url` reach the agent as the managed workflow's state variables did.
     """
     if not self_hosted():
         raise NotServedInThisMode(
@@ -266,7 +301,9 @@ def chatkit_request_process(*, visitor_id: str, client_ip: str, body: bytes, str
     server = SiteChatKitServer(agent_load())
 
     event_loop = RequestEventLoop()
-    context = ChatKitContext(visitor_id=visitor_id, event_loop=event_loop, client_ip=client_ip)
+    context = ChatKitContext(
+        visitor_id=visitor_id, event_loop=event_loop, client_ip=client_ip, locale=locale, page_url=page_url
+    )
     try:
         with _refusals():
             result = event_loop.run(server.process(body, context))

@@ -39,6 +39,10 @@ class ChatKitContext:
     event_loop: RequestEventLoop
     # The address the platform saw, which the recap action's rate limits count by.
     client_ip: str = ""
+    # What a managed session passed its workflow as state variables, read from the widget's
+    # request here: the browser's language and the page the chat is on (see agent.workflow_state).
+    locale: str = "en"
+    page_url: str = ""
 
 
 def _new_id(kind: StoreItemType) -> str:

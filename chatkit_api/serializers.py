@@ -11,6 +11,9 @@ from rest_framework import serializers
 from chatkit_api.mail import header_safe
 from chatkit_api.rendering import Lead
 
+# A language tag as browsers send it (`fr`, `en-GB`, `zh_Hant_TW`).
+LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
+
 
 def single_line(value: str) -> None:
     # The same characters the mail layer refuses in a header, refused here with a clear 400.

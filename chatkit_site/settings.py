@@ -218,9 +218,9 @@ REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 128 * 1024)
 # and django-cors-headers only ever grants them to a listed origin.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_CREDENTIALS = True
-CORS_URLS_REGEX = r"^/api/chatkit/"
+CORS_URLS_REGEX = r"^/api/chatkit(/|$)"
 CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
-CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key"]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "x-page-url"]
 # So that the widget's code can read when to try again after a 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 

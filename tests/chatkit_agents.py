@@ -29,3 +29,8 @@ def scripted_agent() -> Agent:
 agent_instance = Agent(name="Ready-made agent", instructions=INSTRUCTIONS, model=MODEL)
 
 not_an_agent = "a string"
+
+
+async def run_workflow(workflow_input: object) -> dict[str, str]:
+    """Shaped like the entry point of an Agent Builder export, which CHATKIT_AGENT must not name."""
+    return {"output_text": ""}

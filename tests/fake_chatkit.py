@@ -12,6 +12,8 @@ import itertools
 import json
 import threading
 import time
+import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,6 +74,9 @@ class FakeChatKit:
         # (method, path prefix) -> what matching requests answer instead.
         self.failures: dict[tuple[str, str], Failure] = {}
         self.holds: dict[tuple[str, str], Hold] = {}
+        # What the model answers next, one entry per `POST /v1/responses`: a text, or a
+        # (function name, arguments) call. When it runs out, the model echoes.
+        self.model_turns: deque[str | tuple[str, dict[str, Any]]] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -89,6 +94,7 @@ class FakeChatKit:
             self.threads.clear()
             self.requests.clear()
             self.failures.clear()
+            self.model_turns.clear()
             for hold in self.holds.values():
                 hold.release.set()
             self.holds.clear()
@@ -284,20 +290,16 @@ class FakeChatKit:
         }
 
     def _create_response(self, body: dict[str, Any]) -> tuple[int, Any]:
-        """A model answering with "Echo: " and the last user text, streamed word by word."""
+        """The next scripted turn (`model_turns`), else "Echo: " and the last user text,
+        streamed as the Responses API streams: text word by word, a function call whole."""
         if not body.get("stream"):
             return 400, _error("This fake only streams responses.", "invalid_request_error")
-        user_texts = [
-            part.get("text", "") if isinstance(part, dict) else ""
-            for item in body.get("input") or []
-            if isinstance(item, dict) and item.get("role") == "user"
-            for part in (
-                item["content"] if isinstance(item["content"], list) else [{"text": item["content"]}]
-            )
-        ]
-        text = "Echo: " + (user_texts[-1] if user_texts else "")
+        turn = self.model_turns.popleft() if self.model_turns else None
+        if turn is None or isinstance(turn, str):
+            output, streamed = _text_output(turn if turn is not None else "Echo: " + _last_user_text(body))
+        else:
+            output, streamed = _function_call_output(*turn)
         number = next(self._ids)
-        message_id = f"msg_fake_{number:06d}"
         response = {
             "id": f"resp_fake_{number:06d}",
             "object": "response",
@@ -309,43 +311,22 @@ class FakeChatKit:
             "tool_choice": "auto",
             "tools": [],
         }
-        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-        message = {
-            "type": "message",
-            "id": message_id,
-            "role": "assistant",
-            "status": "completed",
-            "content": [part],
-        }
-        at = {"item_id": message_id, "output_index": 0, "content_index": 0}
-        first, *rest = text.split(" ")
         events: list[dict[str, Any]] = [
             {"type": "response.created", "response": response},
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": {**message, "status": "in_progress", "content": []},
-            },
-            {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
-            *(
-                {"type": "response.output_text.delta", **at, "delta": delta, "logprobs": []}
-                for delta in [first, *(f" {word}" for word in rest)]
-            ),
-            {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
-            {"type": "response.content_part.done", **at, "part": part},
-            {"type": "response.output_item.done", "output_index": 0, "item": message},
+            *streamed,
+            {"type": "response.output_item.done", "output_index": 0, "item": output},
             {
                 "type": "response.completed",
                 "response": {
                     **response,
                     "status": "completed",
-                    "output": [message],
+                    "output": [output],
                     "usage": {
                         "input_tokens": 12,
                         "input_tokens_details": {"cached_tokens": 0},
-                        "output_tokens": len(text.split()),
+                        "output_tokens": 3,
                         "output_tokens_details": {"reasoning_tokens": 0},
-                        "total_tokens": 12 + len(text.split()),
+                        "total_tokens": 15,
                     },
                 },
             },
@@ -380,6 +361,65 @@ class SseBody:
 
 def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    user_texts = [
+        part.get("text", "") if isinstance(part, dict) else ""
+        for item in body.get("input") or []
+        if isinstance(item, dict) and item.get("role") == "user"
+        for part in (item["content"] if isinstance(item["content"], list) else [{"text": item["content"]}])
+    ]
+    return user_texts[-1] if user_texts else ""
+
+
+def _text_output(text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An assistant message, and the events that stream it word by word."""
+    message_id = f"msg_fake_{uuid.uuid4().hex[:12]}"
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    message = {
+        "type": "message",
+        "id": message_id,
+        "role": "assistant",
+        "status": "completed",
+        "content": [part],
+    }
+    at = {"item_id": message_id, "output_index": 0, "content_index": 0}
+    first, *rest = text.split(" ")
+    return message, [
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**message, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+        *(
+            {"type": "response.output_text.delta", **at, "delta": delta, "logprobs": []}
+            for delta in [first, *(f" {word}" for word in rest)]
+        ),
+        {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": part},
+    ]
+
+
+def _function_call_output(
+    name: str, arguments: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A call of one of the request's tools (a handoff is one too), and the events that stream it."""
+    call = {
+        "type": "function_call",
+        "id": f"fc_fake_{uuid.uuid4().hex[:12]}",
+        "call_id": f"call_fake_{uuid.uuid4().hex[:12]}",
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
+    at = {"item_id": call["id"], "output_index": 0}
+    return call, [
+        {"type": "response.output_item.added", "output_index": 0, "item": {**call, "arguments": ""}},
+        {"type": "response.function_call_arguments.delta", **at, "delta": call["arguments"]},
+        {"type": "response.function_call_arguments.done", **at, "arguments": call["arguments"]},
+    ]
 
 
 def _page(objects: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:

@@ -52,6 +52,14 @@ def test_preflight_from_a_listed_origin_allows_credentials_and_the_idempotency_k
     assert response["Access-Control-Allow-Methods"] == "POST, OPTIONS"
 
 
+def test_the_self_hosted_widget_on_a_listed_origin_may_call_the_chatkit_endpoint(shop_origin):
+    response = preflight(SHOP, path="/api/chatkit", headers="content-type, x-page-url")
+
+    assert response["Access-Control-Allow-Origin"] == SHOP
+    assert response["Access-Control-Allow-Credentials"] == "true"
+    assert "x-page-url" in response["Access-Control-Allow-Headers"].split(", ")
+
+
 def test_preflight_from_another_origin_grants_nothing(shop_origin):
     response = preflight(EVIL)
 
