@@ -290,10 +290,12 @@ class ChatKitThreadItemInline(admin.TabularInline):
 class ChatKitThreadAdmin(admin.ModelAdmin):
     """Self-hosted conversations: read-only, shown as staff read them in a transcript mail."""
 
-    list_display = ["created_at", "title", "visitor_id", "updated_at"]
+    list_display = ["created_at", "title", "visitor_id", "updated_at", "imported_at"]
     search_fields = ["id", "title", "visitor_id"]
+    # Threads `import_managed_threads` brought over from Agent Builder, or not.
+    list_filter = [("imported_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "created_at"
-    fields = ["id", "title", "visitor_id", "created_at", "updated_at", "conversation"]
+    fields = ["id", "title", "visitor_id", "created_at", "updated_at", "imported_at", "conversation"]
     readonly_fields = fields
     inlines = [ChatKitThreadItemInline]
 

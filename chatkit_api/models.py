@@ -161,6 +161,7 @@ class ChatKitThread(models.Model):
     updated_at = models.DateTimeField(auto_now=True, help_text="The last change to the thread or its items.")
     data = models.JSONField(default=dict)
     imported_at = models.DateTimeField(
+        "imported from managed ChatKit",
         null=True,
         blank=True,
         help_text="When `import_managed_threads` last brought the thread up to date from managed ChatKit.",

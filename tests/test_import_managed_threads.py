@@ -6,6 +6,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from chatkit_api.models import ChatKitThread, ChatKitThreadItem, Transcript
 from tests.chatkit_protocol import ChatKitBrowser, assistant_texts, user_input
@@ -336,3 +337,23 @@ def test_an_imported_thread_is_mailed_without_openai(fake_chatkit, ses, settings
 
     assert response.status_code == 200
     assert len(ses.sent()) == 1
+
+
+def test_staff_can_list_the_threads_brought_over_from_agent_builder(fake_chatkit, admin_client):
+    imported = fake_chatkit.add_thread(user=VISITOR, items=conversation_turns(2), title="Brake pads")
+    run_import()
+    ChatKitThread.objects.create(
+        id="thr_local", visitor_id=VISITOR, title="Tyres", created_at=datetime.now(UTC)
+    )
+    changelist = reverse("admin:chatkit_api_chatkitthread_changelist")
+
+    from_agent_builder = admin_client.get(changelist, {"imported_at__isempty": "0"}).content.decode()
+    local = admin_client.get(changelist, {"imported_at__isempty": "1"}).content.decode()
+
+    assert "Brake pads" in from_agent_builder and "Tyres" not in from_agent_builder
+    assert "Tyres" in local and "Brake pads" not in local
+    page = admin_client.get(
+        reverse("admin:chatkit_api_chatkitthread_change", args=[imported.id])
+    ).content.decode()
+    assert "Imported from managed ChatKit" in page
+    assert "User: question 0" in page

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='chatkitthread',
             name='imported_at',
-            field=models.DateTimeField(blank=True, help_text='When `import_managed_threads` last brought the thread up to date from managed ChatKit.', null=True),
+            field=models.DateTimeField(blank=True, help_text='When `import_managed_threads` last brought the thread up to date from managed ChatKit.', null=True, verbose_name='imported from managed ChatKit'),
         ),
         migrations.AlterField(
             model_name='chatkitthread',
