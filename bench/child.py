@@ -206,6 +206,25 @@ def peak_rss() -> None:
     emit({"peak_rss_mb": peak_rss_mb()})
 
 
+def import_threads() -> None:
+    """`import_managed_threads --user <BENCH_IMPORT_USER>` through the handler's manage event,
+    as on Lambda; how long it took and how much the resident memory grew."""
+    from chatkit_site.lambda_handler import handler
+
+    # What loading the command costs (Django, the models, the ChatKit SDK's types) is not
+    # counted as the import's growth.
+    handler({"manage": ["check"]}, None)
+    import chatkit_api.managed_import  # noqa: F401
+
+    resident_before = peak_rss_mb()
+    started = time.perf_counter()
+    result = handler({"manage": ["import_managed_threads", "--user", os.environ["BENCH_IMPORT_USER"]]}, None)
+    wall = time.perf_counter() - started
+    if result["exit_code"] != 0:
+        raise SystemExit(f"import_managed_threads failed: {result['errors']}")
+    emit({"wall_s": wall, "resident_growth_mb": peak_rss_mb() - resident_before, "output": result["output"]})
+
+
 if __name__ == "__main__":
     if MODE.startswith("cold-"):
         cold(MODE.removeprefix("cold-"))
@@ -217,5 +236,7 @@ if __name__ == "__main__":
         big_thread()
     elif MODE == "peak-rss":
         peak_rss()
+    elif MODE == "import-threads":
+        import_threads()
     else:
         raise SystemExit(f"unknown mode {MODE}")

@@ -1,4 +1,5 @@
-"""Benchmark: cold start, warm latency, a 10,000-message thread, peak memory.
+"""Benchmark: cold start, warm latency, a 10,000-message thread, peak memory, and the import
+of managed threads.
 
     python bench/run.py          # `make bench`
     python bench/run.py --quick  # fewer runs; what CI runs so that the script cannot rot
@@ -12,7 +13,8 @@ and its source (../shared/reference/old-node-handler.md) are available.
 
 Timings are printed, never asserted: a busy machine makes them noisy. Exits non-zero only
 when something is functionally wrong (a failed call, the wrong number of upstream requests,
-boto3, django_ses or drf_spectacular loaded for a session call).
+boto3, django_ses or drf_spectacular loaded for a session call, an import that does not take
+exactly 100 item requests for 10,000 items).
 """
 
 import argparse
@@ -34,7 +36,15 @@ PACKAGE = REPO / "build" / "lambda"
 sys.path.insert(0, str(REPO))
 
 from scripts.lambda_python import lambda_python_command  # noqa: E402
-from tests.fake_chatkit import API_KEY, FakeChatKit, assistant_message, user_message  # noqa: E402
+from tests.fake_chatkit import (  # noqa: E402
+    API_KEY,
+    FakeChatKit,
+    assistant_message,
+    client_tool_call,
+    task_group,
+    user_message,
+    widget,
+)
 
 SENDER = "chat@shop.example"
 TOKEN = "bench-transcript-token-0123456789"
@@ -55,6 +65,19 @@ def conversation(count: int) -> list[dict]:
         user_message(f"question {n}") if n % 2 == 0 else assistant_message(f"answer {n}")
         for n in range(count)
     ]
+
+
+def managed_conversation(count: int) -> list[dict]:
+    """A managed thread with a widget, a tool call and a task group every tenth item."""
+    extras = [
+        lambda n: widget({"type": "Card", "children": [{"type": "Text", "value": f"Quote {n}"}]}),
+        lambda n: client_tool_call("open_booking_form", {"service": f"brakes {n}"}, output={"ok": True}),
+        lambda n: task_group(("Checked parts", f"{n} in stock")),
+    ]
+    items = conversation(count)
+    for n in range(9, count, 10):
+        items[n] = extras[(n // 10) % len(extras)](n)
+    return items
 
 
 class Bench:
@@ -223,6 +246,36 @@ class Bench:
     def peak_rss(self) -> dict:
         return self.child("peak-rss")[1]
 
+    def managed_import(self) -> dict:
+        """Import threads of 1,000 and 10,000 items (the memory must not grow with the thread),
+        the 10,000 again (nothing new), and many short ones."""
+        threads = 50 if self.quick else 300
+        self.fake.add_thread(user="import_1k", items=managed_conversation(1_000))
+        big = self.fake.add_thread(user="import_10k", items=managed_conversation(BIG_THREAD_SIZE))
+        for _ in range(threads):
+            self.fake.add_thread(user="import_many", items=managed_conversation(20))
+        big_items = f"/v1/chatkit/threads/{big.id}/items"
+        results = {}
+        for label, user in (
+            ("1k", "import_1k"),
+            ("10k", "import_10k"),
+            ("10k_again", "import_10k"),
+            ("many", "import_many"),
+        ):
+            before, items_before = len(self.fake.requests), len(self.fake.requests_to("GET", big_items))
+            _, result = self.child("import-threads", BENCH_IMPORT_USER=user)
+            result["requests"] = len(self.fake.requests) - before
+            result["item_requests"] = len(self.fake.requests_to("GET", big_items)) - items_before
+            results[label] = result
+        for label, expected in (("10k", BIG_THREAD_SIZE // PAGE_SIZE), ("10k_again", 1)):
+            if results[label]["item_requests"] != expected:
+                self.failures.append(
+                    f"importing {BIG_THREAD_SIZE} items ({label}) took {results[label]['item_requests']} "
+                    f"item requests, not {expected}"
+                )
+        results["threads"] = threads
+        return results
+
     def old_node_handler(self) -> dict | None:
         from bench.old_node import measure_old_node_handler
 
@@ -237,6 +290,29 @@ def spread(samples: list[float], scale: float = 1.0) -> str:
 
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
+
+
+def report_import(results: dict) -> None:
+    print("\n5. Importing managed threads (import_managed_threads through the handler)")
+    for label, items in (("1k", 1_000), ("10k", BIG_THREAD_SIZE)):
+        result = results[label]
+        print(
+            f"   {items:>6,} items   {result['wall_s']:6.2f} s ({items / result['wall_s']:,.0f} items/s), "
+            f"{result['requests']} requests, resident memory growth {result['resident_growth_mb']:.1f} MB"
+        )
+    ratio = results["10k"]["resident_growth_mb"] / max(results["1k"]["resident_growth_mb"], 0.1)
+    print(f"   growth for 10x the items: {ratio:.1f} x   (bounded: the thread is never held whole)")
+    print(f"   item requests for {BIG_THREAD_SIZE:,} items: {results['10k']['item_requests']}   target 100")
+    again = results["10k_again"]
+    print(
+        f"   the same again, nothing new: {again['wall_s']:.2f} s, {again['requests']} requests "
+        f"({again['item_requests']} for the thread's items)"
+    )
+    many = results["many"]
+    print(
+        f"   {results['threads']} threads of 20 items: {many['wall_s']:.2f} s "
+        f"({results['threads'] / many['wall_s']:.0f} threads/s), {many['requests']} requests"
+    )
 
 
 def report(database: str, cold: dict, warm: dict, big: dict, rss: dict, node: dict | None) -> None:
@@ -346,7 +422,10 @@ def main() -> None:
         rss = bench.peak_rss()
         print("Measuring the old Node handler...", flush=True)
         node = bench.old_node_handler()
+        print("Importing managed threads...", flush=True)
+        imported = bench.managed_import()
         report(bench.database, cold, warm, big, rss, node)
+        report_import(imported)
     finally:
         bench.stop()
     if bench.failures:
