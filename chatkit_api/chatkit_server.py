@@ -71,7 +71,7 @@ from chatkit_api.models import ChatKitThread
 from chatkit_api.ratelimits import CHATKIT_REQUESTS_PER_IP, ip_subject, rate_limit_consume
 from chatkit_api.rendering import conversation_text
 from chatkit_api.serializers import LeadSerializer, lead_from
-from chatkit_api.services import Caller, self_hosted, transcript_send
+from chatkit_api.services import CHATKIT_SETTINGS, Caller, self_hosted, settings_missing, transcript_send
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,9 @@ def chatkit_request_process(
             "Not found: this service runs managed ChatKit (CHATKIT_MODE=managed); the widget gets "
             "a client secret from /api/chatkit/session."
         )
-    if not settings.OPENAI_API_KEY:
-        raise NotConfigured(["OPENAI_API_KEY"])
+    missing = settings_missing(names=CHATKIT_SETTINGS)
+    if missing:
+        raise NotConfigured(missing)
     rate_limit_consume(limit=CHATKIT_REQUESTS_PER_IP, subject=ip_subject(client_ip))
     request = _parse(body)
     _check_supported(request)

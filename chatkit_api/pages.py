@@ -11,14 +11,30 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from chatkit_api.services import SESSION_SETTINGS, self_hosted, settings_missing, transcript_settings
+from chatkit_api.services import (
+    CHATKIT_SETTINGS,
+    SESSION_SETTINGS,
+    self_hosted,
+    settings_missing,
+    transcript_settings,
+)
+
+# What the try-it page's widget sends as its domain key when CHATKIT_DOMAIN_KEY is unset:
+# ChatKit needs one, and on localhost any value is accepted.
+LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev"
 
 
-def embed_snippet(*, session_url: str) -> str:
-    """What a site pastes into its pages to embed ChatKit against this service."""
+def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
+    """What a site pastes into its pages to embed ChatKit against this service: in managed
+    mode `api_url` is the session endpoint, self-hosted it is the ChatKit endpoint."""
     return render_to_string(
         "chatkit_api/embed_snippet.html",
-        {"session_url": session_url, "chatkit_script_url": settings.CHATKIT_SCRIPT_URL},
+        {
+            "api_url": api_url,
+            "self_hosted": self_hosted,
+            "domain_key": settings.CHATKIT_DOMAIN_KEY or "domain_pk_...",
+            "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
+        },
     ).strip()
 
 
@@ -36,22 +52,26 @@ def try_it(request: HttpRequest) -> HttpResponse:
 @require_GET
 @ensure_csrf_cookie
 def _try_it_page(request: HttpRequest) -> HttpResponse:
-    session_url = reverse("chatkit-session")
+    is_self_hosted = self_hosted()
+    api_url = reverse("chatkit" if is_self_hosted else "chatkit-session")
     return render(
         request,
         "chatkit_api/try_it.html",
         {
             "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
-            "self_hosted": self_hosted(),
-            "session_missing": settings_missing(names=SESSION_SETTINGS),
+            "self_hosted": is_self_hosted,
+            "chat_missing": settings_missing(names=CHATKIT_SETTINGS if is_self_hosted else SESSION_SETTINGS),
+            "agent": settings.CHATKIT_AGENT,
             "transcript_settings": transcript_settings(),
             "transcript_missing": settings_missing(names=transcript_settings()),
             "mail_to_console": not settings.SES_FROM_EMAIL,
             "visitor_copy": settings.ALLOW_USER_RECAP,
-            "snippet": embed_snippet(session_url=request.build_absolute_uri(session_url)),
+            "snippet": embed_snippet(api_url=request.build_absolute_uri(api_url), self_hosted=is_self_hosted),
             "page_config": {
                 "chatkitScriptUrl": settings.CHATKIT_SCRIPT_URL,
-                "sessionUrl": session_url,
+                "selfHosted": is_self_hosted,
+                "apiUrl": api_url,
+                "domainKey": settings.CHATKIT_DOMAIN_KEY or LOCAL_DOMAIN_KEY,
                 "transcriptUrl": reverse("chatkit-transcript"),
                 "csrfCookieName": settings.CSRF_COOKIE_NAME,
                 "visitorCopy": settings.ALLOW_USER_RECAP,

@@ -162,8 +162,9 @@ class SessionApiSchema(OpenApiViewExtension):
                     502: _error(ErrorSerializer, UPSTREAM),
                     503: _error(
                         NotConfiguredSerializer,
-                        "`OPENAI_API_KEY` or `CHATKIT_WORKFLOW_ID` is not set, or the rate-limit counters "
-                        "cannot be reached.",
+                        "`OPENAI_API_KEY` or `CHATKIT_WORKFLOW_ID` is not set, the rate-limit counters "
+                        "cannot be reached, or Agent Builder has shut down (from 2026-11-30: managed "
+                        "ChatKit is gone, and the reply says to switch to self-hosted mode).",
                     ),
                 },
                 # The cookie is optional: without one (or with a forged one) a new visitor starts.

@@ -74,6 +74,7 @@ class Caller:
 
 # What each endpoint cannot work without; a missing one is a 503 that names it.
 SESSION_SETTINGS = ("OPENAI_API_KEY", "CHATKIT_WORKFLOW_ID")
+CHATKIT_SETTINGS = ("OPENAI_API_KEY",)
 
 
 def settings_missing(*, names: tuple[str, ...]) -> list[str]:

@@ -15,7 +15,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    """The variable's value; unset and empty (`NAME=` in .env) both mean the default."""
+    return os.environ.get(name, "").strip() or default
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -295,7 +296,9 @@ RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = env_rate("RATE_LIMIT_CHATKIT_REQUESTS_PER_I
 # `managed`: the widget gets a client secret from /api/chatkit/session and talks to an Agent
 # Builder workflow hosted by OpenAI. `self_hosted`: the widget talks to /api/chatkit, where
 # this service runs the ChatKit server and the agent itself and keeps the threads.
-CHATKIT_MODE = env_str("CHATKIT_MODE", "managed").lower()
+# Unset: a deployment that names a workflow (the old handler's environment) stays managed;
+# anything else is self-hosted, since Agent Builder shuts down on 2026-11-30.
+CHATKIT_MODE = env_str("CHATKIT_MODE", "managed" if CHATKIT_WORKFLOW_ID else "self_hosted").lower()
 if CHATKIT_MODE not in {"managed", "self_hosted"}:
     raise ImproperlyConfigured(f"CHATKIT_MODE must be managed or self_hosted, not {CHATKIT_MODE!r}.")
 # Self-hosted: the Agents SDK agent that answers, as "module:attribute" (an Agent, or a function
@@ -326,6 +329,11 @@ TRY_IT_PAGE_ENABLED = env_bool("TRY_IT_PAGE_ENABLED", DEBUG)
 CHATKIT_SCRIPT_URL = env_str(
     "CHATKIT_SCRIPT_URL", "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
 )
+
+# Self-hosted: the domain key OpenAI's domain allowlist gives the site's domain, which the
+# widget's `api.domainKey` carries; filled into the try-it page's widget and its snippet. On
+# localhost any value works, and the page uses a placeholder when this is unset.
+CHATKIT_DOMAIN_KEY = env_str("CHATKIT_DOMAIN_KEY")
 
 # --- Visitor identity ----------------------------------------------------------
 

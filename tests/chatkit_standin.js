@@ -8,12 +8,17 @@
 // - when the secret is about to expire ChatKit calls getClientSecret(currentSecret); the
 //   test makes that happen with window.chatkitStandIn.expireSecret();
 // - the first message of a conversation starts a thread and fires `chatkit.thread.change`
-//   with {threadId}; setThreadId(id) fires it too; failures fire `chatkit.error` with {error}.
+//   with {threadId}; setThreadId(id) fires it too; failures fire `chatkit.error` with {error};
+// - setOptions({api: {url, domainKey, fetch}}) talks the ChatKit protocol to a self-hosted
+//   server instead, through the custom `fetch`: messages are `threads.create` and
+//   `threads.add_user_message` requests, whose server-sent events give the thread and the
+//   assistant's answer.
 // What the widget was asked is kept in window.chatkitStandIn for the test to read.
 (() => {
   "use strict";
 
   const record = {
+    protocolRequests: [],
     clientSecretCalls: [],
     clientSecrets: [],
     threadId: null,
@@ -56,7 +61,16 @@
 
     setOptions(options) {
       this.#options = options;
-      this.#connect(null);
+      if (options.api.url) {
+        this.#enable();
+        this.#fire("chatkit.ready", undefined);
+      } else {
+        this.#connect(null);
+      }
+    }
+
+    #enable() {
+      for (const control of this.shadowRoot.querySelectorAll("input, button")) control.disabled = false;
     }
 
     async #connect(currentClientSecret) {
@@ -68,7 +82,7 @@
         return;
       }
       record.clientSecrets.push(this.#secret);
-      for (const control of this.shadowRoot.querySelectorAll("input, button")) control.disabled = false;
+      this.#enable();
       if (currentClientSecret === null) this.#fire("chatkit.ready", undefined);
     }
 
@@ -88,6 +102,10 @@
       message.textContent = text;
       messages.append(message);
       this.#fire("chatkit.response.start", undefined);
+      if (this.#options.api.url) {
+        await this.#askServer(text, messages);
+        return;
+      }
       if (record.threadId === null) {
         const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
         await this.setThreadId(`cthr_${id}`);
@@ -96,6 +114,39 @@
       reply.className = "assistant";
       reply.textContent = "Thanks! Which car is it?";
       messages.append(reply);
+      this.#fire("chatkit.response.end", undefined);
+    }
+
+    async #askServer(text, messages) {
+      const input = { content: [{ type: "input_text", text }], attachments: [], inference_options: {} };
+      const request = record.threadId === null
+        ? { type: "threads.create", params: { input }, metadata: {} }
+        : { type: "threads.add_user_message", params: { thread_id: record.threadId, input }, metadata: {} };
+      record.protocolRequests.push(request.type);
+      const send = this.#options.api.fetch || fetch;
+      let response;
+      try {
+        response = await send(this.#options.api.url, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(request),
+        });
+        if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.json()).error}`);
+      } catch (error) {
+        this.#fire("chatkit.error", { error });
+        return;
+      }
+      for (const block of (await response.text()).split("\n\n")) {
+        if (!block.startsWith("data: ")) continue;
+        const event = JSON.parse(block.slice("data: ".length));
+        if (event.type === "thread.created") await this.setThreadId(event.thread.id);
+        if (event.type === "thread.item.done" && event.item.type === "assistant_message") {
+          const reply = document.createElement("p");
+          reply.className = "assistant";
+          reply.textContent = event.item.content.map((part) => part.text).join("");
+          messages.append(reply);
+        }
+      }
       this.#fire("chatkit.response.end", undefined);
     }
 

@@ -2,10 +2,12 @@ import email
 import email.policy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import boto3
 import pytest
+import time_machine
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from moto import mock_aws
@@ -62,6 +64,17 @@ def fake_chatkit(chatkit_server: FakeChatKit, settings) -> FakeChatKit:
     settings.TRANSCRIPT_API_TOKEN = TOKEN
     settings.ALLOW_USER_RECAP = False
     return chatkit_server
+
+
+# A day when managed ChatKit still answers: its failures are OpenAI's, not Agent Builder's
+# shutdown (see openai_gateway.AGENT_BUILDER_SHUTDOWN).
+BEFORE_SHUTDOWN = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def before_agent_builder_shutdown() -> Iterator[None]:
+    with time_machine.travel(BEFORE_SHUTDOWN, tick=True):
+        yield
 
 
 @pytest.fixture(autouse=True)

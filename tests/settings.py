@@ -16,6 +16,9 @@ from chatkit_site.settings import DATABASES
 # production value.
 SECURE_SSL_REDIRECT = False
 
+# Most tests speak managed ChatKit to the fake OpenAI API; the `self_hosted` fixture switches.
+CHATKIT_MODE = "managed"
+
 # Rate-limit counters in the test database, rolled back with each test whatever REDIS_URL
 # says; the Redis tests choose Redis themselves.
 REDIS_URL = ""

@@ -11,9 +11,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 import yaml
 from django.contrib.staticfiles import finders
 from openapi_core import OpenAPI
@@ -21,7 +23,7 @@ from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIRespo
 from rest_framework.test import APIClient
 
 from chatkit_api.rendering import Lead
-from tests.conftest import TOKEN
+from tests.conftest import BEFORE_SHUTDOWN, TOKEN
 from tests.fake_chatkit import API_KEY, assistant_message, user_message
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +82,14 @@ def session_invalid(fake_chatkit, settings):
 
 def session_upstream_failed(fake_chatkit, settings):
     fake_chatkit.fail("POST", "/v1/chatkit/sessions", 500)
-    return APIClient().post(SESSION, {}, format="json")
+    with time_machine.travel(BEFORE_SHUTDOWN, tick=True):
+        return APIClient().post(SESSION, {}, format="json")
+
+
+def session_after_agent_builder_shut_down(fake_chatkit, settings):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", 404)
+    with time_machine.travel(datetime(2026, 12, 1, tzinfo=UTC), tick=True):
+        return APIClient().post(SESSION, {}, format="json")
 
 
 def session_not_configured(fake_chatkit, settings):
@@ -199,6 +208,7 @@ CASES: list[tuple[Case, str, int]] = [
     (session_renewed_with_cookie, SESSION, 200),
     (session_invalid, SESSION, 400),
     (session_upstream_failed, SESSION, 502),
+    (session_after_agent_builder_shut_down, SESSION, 503),
     (session_not_configured, SESSION, 503),
     (session_in_self_hosted_mode, SESSION, 404),
     (session_too_large, SESSION, 413),

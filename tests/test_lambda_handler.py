@@ -451,7 +451,12 @@ def test_the_chatkit_sdks_are_loaded_at_init_only_when_self_hosted(mode, loaded)
         "import sys, chatkit_site.lambda_handler; "
         "print('chatkit.server' in sys.modules, 'agents' in sys.modules)"
     )
-    env = {**os.environ, "CHATKIT_MODE": mode, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
+        "DJANGO_SECRET_KEY": "tests-only-signing-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "CHATKIT_MODE": mode,
+    }
 
     result = subprocess.run(
         [sys.executable, "-c", code],

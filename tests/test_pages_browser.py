@@ -208,6 +208,41 @@ def test_visitor_chats_refreshes_and_mails_a_recap(
     screenshot(browser, "try-it-page.png")
 
 
+def widget_text(browser: WebDriver) -> str:
+    return browser.find_element(By.ID, "chatkit").shadow_root.find_element(By.CSS_SELECTOR, ".messages").text
+
+
+def test_self_hosted_visitor_chats_with_the_agent_and_mails_a_recap(
+    try_it, browser, fake_chatkit, ses, settings
+):
+    settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_AGENT = "chatkit_api.agent:default_agent"
+    browser.get(try_it)
+
+    assert "Chat: ready. Self-hosted" in browser.find_element(By.ID, "setup").text
+    assert wait_for_status(browser, "ChatKit talks to /api/chatkit, where this service runs the agent")
+    chat(browser, "My front brakes squeal.")
+    thread_id = wait_for_status(browser, "Thread thr_").split()[1]
+    wait_for(browser, lambda b: "Echo: My front brakes squeal." in widget_text(b))
+    chat(browser, "A 2019 Golf.")
+    wait_for(browser, lambda b: "Echo: A 2019 Golf." in widget_text(b))
+
+    protocol = browser.execute_script("return window.chatkitStandIn.protocolRequests;")
+    assert protocol == ["threads.create", "threads.add_user_message"]
+    first_turn, _ = fake_chatkit.requests_to("POST", "/v1/responses")
+    assert first_turn.body["instructions"].endswith(f"The page the visitor is chatting from: {try_it}")
+    assert fake_chatkit.requests_to("POST", "/v1/chatkit/sessions") == []
+
+    browser.find_element(By.CSS_SELECTOR, "#recap-form button").click()
+    assert wait_for_status(browser, "Recap sent: transcript #")
+    transcript = Transcript.objects.get()
+    assert transcript.thread_id == thread_id
+    [staff_mail] = ses.sent()
+    assert "User: My front brakes squeal." in staff_mail.text
+    assert "Assistant: Echo: A 2019 Golf." in staff_mail.text
+    screenshot(browser, "try-it-page-self-hosted.png")
+
+
 def test_page_names_what_is_missing_and_shows_the_api_errors(try_it, browser, fake_chatkit, ses, settings):
     settings.CHATKIT_WORKFLOW_ID = ""
     settings.SES_TO_EMAIL = []

@@ -1,6 +1,8 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.core.signing import TimestampSigner
 
 from tests.fake_chatkit import API_KEY
@@ -209,7 +211,9 @@ def test_missing_configuration_is_a_503_naming_the_setting(api, fake_chatkit, se
         (429, "answered HTTP 429"),
     ],
 )
-def test_openai_error_is_a_502_without_upstream_details(api, fake_chatkit, status, reason):
+def test_openai_error_is_a_502_without_upstream_details(
+    api, fake_chatkit, before_agent_builder_shutdown, status, reason
+):
     fake_chatkit.fail(
         "POST", "/v1/chatkit/sessions", status, {"error": {"message": "secret-upstream-detail"}}
     )
@@ -222,7 +226,7 @@ def test_openai_error_is_a_502_without_upstream_details(api, fake_chatkit, statu
     assert API_KEY not in response.content.decode()
 
 
-def test_openai_unreachable_is_a_502(api, fake_chatkit, settings):
+def test_openai_unreachable_is_a_502(api, fake_chatkit, settings, before_agent_builder_shutdown):
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
 
     response = create_session(api)
@@ -231,6 +235,32 @@ def test_openai_unreachable_is_a_502(api, fake_chatkit, settings):
     assert response.json() == {
         "error": "OpenAI could not be reached while creating a ChatKit session. Try again later."
     }
+
+
+@pytest.mark.parametrize("status", [404, 400, 500])
+def test_after_agent_builder_shut_down_a_refused_session_is_a_503_that_says_so(api, fake_chatkit, status):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", status, {"error": {"message": "Workflow not found"}})
+
+    with time_machine.travel(datetime(2026, 11, 30, 9, tzinfo=UTC), tick=True):
+        response = create_session(api)
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert "Managed ChatKit is no longer available" in error
+    assert "Agent Builder" in error and "2026-11-30" in error
+    assert "CHATKIT_MODE=self_hosted" in error
+    assert "Workflow not found" not in error
+
+
+@pytest.mark.parametrize(("status", "reason"), [(401, "rejected the API key"), (429, "answered HTTP 429")])
+def test_after_the_shutdown_a_rejected_key_or_a_rate_limit_is_still_named(api, fake_chatkit, status, reason):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", status)
+
+    with time_machine.travel(datetime(2026, 12, 2, tzinfo=UTC), tick=True):
+        response = create_session(api)
+
+    assert response.status_code == 502
+    assert reason in response.json()["error"]
 
 
 def test_wrong_method_is_a_json_405(api, fake_chatkit):

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -54,7 +56,9 @@ def test_page_embeds_chatkit_and_points_it_at_this_service(client, page_on, sett
     assert '<openai-chatkit id="chatkit"></openai-chatkit>' in html
     assert page_config(response) == {
         "chatkitScriptUrl": "https://cdn.example/chatkit.js",
-        "sessionUrl": "/api/chatkit/session",
+        "selfHosted": False,
+        "apiUrl": "/api/chatkit/session",
+        "domainKey": "domain_pk_localhost_dev",
         "transcriptUrl": "/api/chatkit/transcript",
         "csrfCookieName": "csrftoken",
         "visitorCopy": False,
@@ -122,18 +126,44 @@ def test_snippet_carries_this_services_session_url(page_on, settings):
 
     response = Client(HTTP_HOST="api.shop.example").get("/", secure=True)
 
-    snippet = embed_snippet(session_url="https://api.shop.example/api/chatkit/session")
+    snippet = embed_snippet(api_url="https://api.shop.example/api/chatkit/session", self_hosted=False)
     assert 'fetch("https://api.shop.example/api/chatkit/session"' in snippet
     assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
 
 
-def test_readme_shows_the_same_snippet(settings):
+def test_self_hosted_snippet_carries_the_chatkit_url_and_the_domain_key(page_on, settings):
+    settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_DOMAIN_KEY = "domain_pk_shop123"
+    settings.ALLOWED_HOSTS = ["api.shop.example"]
+
+    response = Client(HTTP_HOST="api.shop.example").get("/", secure=True)
+
+    snippet = embed_snippet(api_url="https://api.shop.example/api/chatkit", self_hosted=True)
+    assert 'url: "https://api.shop.example/api/chatkit"' in snippet
+    assert 'domainKey: "domain_pk_shop123"' in snippet
+    assert 'headers.set("X-Page-URL", location.href)' in snippet
+    assert "getClientSecret" not in snippet
+    assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
+    config = page_config(response)
+    assert (config["selfHosted"], config["apiUrl"], config["domainKey"]) == (
+        True,
+        "/api/chatkit",
+        "domain_pk_shop123",
+    )
+
+
+@pytest.mark.parametrize("self_hosted", [False, True])
+def test_readme_shows_the_same_snippets(settings, self_hosted):
     settings.CHATKIT_SCRIPT_URL = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+    settings.CHATKIT_DOMAIN_KEY = ""
     readme = (REPO / "README.md").read_text()
+    path = "/api/chatkit" if self_hosted else "/api/chatkit/session"
 
-    snippet = embed_snippet(session_url="https://api.example.com/api/chatkit/session")
+    snippet = embed_snippet(api_url=f"https://api.example.com{path}", self_hosted=self_hosted)
 
-    assert f"```html\n{snippet}\n```" in readme
+    # Blocks inside a numbered list are indented; compare them without it.
+    blocks = re.findall(r"^( *)```html\n(.*?)^\1```", readme, flags=re.DOTALL | re.MULTILINE)
+    assert snippet in [textwrap.dedent(block).strip() for _, block in blocks]
 
 
 def test_page_answers_get_only(client, page_on):
@@ -174,7 +204,10 @@ def test_self_hosted_mode_is_named_instead_of_missing_workflow_settings(client, 
 
     html = client.get("/").content.decode()
 
-    assert "CHATKIT_MODE=self_hosted" in html
+    assert "Chat: ready. Self-hosted (CHATKIT_MODE=self_hosted)" in html
     assert "Sessions cannot start" not in html
     # A self-hosted thread is read from the database: recaps need no OpenAI key.
     assert "Recaps: ready (SES_TO_EMAIL is set)." in html
+
+    settings.OPENAI_API_KEY = ""
+    assert "The chat cannot answer: OPENAI_API_KEY is not set." in client.get("/").content.decode()

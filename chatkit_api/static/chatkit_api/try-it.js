@@ -75,7 +75,7 @@
   async function getClientSecret(currentClientSecret) {
     const action = currentClientSecret ? "refreshed" : "created";
     try {
-      const reply = await post(config.sessionUrl, { locale: navigator.language, pageUrl: location.href });
+      const reply = await post(config.apiUrl, { locale: navigator.language, pageUrl: location.href });
       report(`Session ${action}: ChatKit has a client secret${expiry(reply)}.`, "ok");
       return reply.client_secret;
     } catch (error) {
@@ -129,7 +129,23 @@
     chatkit.addEventListener("chatkit.error", (event) => {
       report(`ChatKit reported an error: ${event.detail.error.message}`, "error");
     });
-    chatkit.setOptions({ api: { getClientSecret } });
+    if (config.selfHosted) {
+      report(`ChatKit talks to ${config.apiUrl}, where this service runs the agent (self-hosted).`);
+      chatkit.setOptions({
+        api: { url: config.apiUrl, domainKey: config.domainKey, fetch: withPageAddress },
+        history: { enabled: true },
+      });
+    } else {
+      chatkit.setOptions({ api: { getClientSecret } });
+    }
+  }
+
+  // Self-hosted: ChatKit's requests carry the visitor cookie, and this page's address for the
+  // agent's page_url, as the snippet for a site does.
+  function withPageAddress(input, init) {
+    const headers = new Headers(init && init.headers);
+    headers.set("X-Page-URL", location.href);
+    return fetch(input, { ...init, headers, credentials: "same-origin" });
   }
 
   whenParsed(() => {
