@@ -5,12 +5,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-# `make run` reads simple KEY=value lines from .env (copy .env.example to start).
-ifneq (,$(wildcard .env))
-include .env
-export $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env)
-endif
-
+# manage.py reads .env itself (copy .env.example to start); Make does not, so that the
+# tests never see it.
 .PHONY: install run migrate superuser test test-postgres lint lambda-zip lambda-check bench bench-quick format ci clean
 
 install: $(VENV)/.installed
@@ -21,7 +17,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Local development: DEBUG on, SQLite, mail printed to the console unless SES_FROM_EMAIL is set.
+# Local development: DEBUG on, SQLite, mail printed to the console unless SES_FROM_EMAIL is
+# set; `make run PORT=8080` for another port.
 run: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py runserver $(PORT)
@@ -29,8 +26,10 @@ run: install
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
+# Asks at a terminal; elsewhere (a script, CI) takes DJANGO_SUPERUSER_USERNAME, _EMAIL and
+# _PASSWORD from the environment or .env.
 superuser: install
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py createsuperuser
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py createsuperuser $$([ -t 0 ] || echo --noinput)
 
 test: install
 	$(BIN)/python -m pytest

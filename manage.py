@@ -1,10 +1,19 @@
 #!/usr/bin/env python
 import os
 import sys
+from pathlib import Path
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatkit_site.settings")
+    from dotenv import load_dotenv
+
+    # Local development reads .env beside this file (or the file ENV_FILE names), exactly as
+    # written: no `$` expansion, and `#` starts a comment only after a space. What the
+    # environment already holds wins. Only commands read it: on Lambda and under a WSGI
+    # server the platform's environment is the whole configuration.
+    env_file = os.environ.get("ENV_FILE") or Path(__file__).resolve().with_name(".env")
+    load_dotenv(env_file, override=False, interpolate=False)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

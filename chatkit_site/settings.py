@@ -5,70 +5,14 @@ Defaults are safe for local development: SQLite, console email, no secrets neede
 beyond what `make run` sets.
 """
 
-import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chatkit_site.env import env_bool, env_int, env_list, env_positive_int, env_rate, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_str(name: str, default: str = "") -> str:
-    """The variable's value; unset and empty (`NAME=` in .env) both mean the default."""
-    return os.environ.get(name, "").strip() or default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = env_str(name)
-    if not raw:
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = env_str(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
-
-
-def env_positive_int(name: str, default: int) -> int:
-    value = env_int(name, default)
-    if value < 1:
-        raise ImproperlyConfigured(f"{name} must be 1 or more, not {value}.")
-    return value
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [part.strip() for part in env_str(name, default).split(",") if part.strip()]
-
-
-_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def env_rate(name: str, default: str) -> tuple[int, int] | None:
-    """A limit written as `<count>/<second|minute|hour|day>`, e.g. `10/hour`: (count, seconds).
-
-    `off` turns the limit off (None).
-    """
-    raw = env_str(name, default).lower()
-    if raw == "off":
-        return None
-    count, _, period = raw.partition("/")
-    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
-        raise ImproperlyConfigured(
-            f"{name} must look like 10/hour (a count of 1 or more per second, minute, hour or day) "
-            f"or be off, not {raw!r}."
-        )
-    return int(count), _RATE_PERIODS[period]
 
 
 # --- Django core ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 `POST /api/chatkit`: its model calls go over HTTP to the fake OpenAI API, which answers with
 scripted turns, so handoffs, model settings and the guardrail run in the real Agents SDK."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,8 @@ def test_naming_the_workflow_function_instead_of_an_agent_is_a_503(self_hosted, 
 def check_deploy(tmp_path, agent):
     env = {
         "PATH": "/usr/bin:/bin",
+        # Not the developer's .env: exactly this environment.
+        "ENV_FILE": os.devnull,
         "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
         "DJANGO_DEBUG": "true",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",

@@ -338,8 +338,10 @@ print(json.dumps({
 }))
 """
     environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
+        "DJANGO_SECRET_KEY": "tests-only-signing-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_ALLOWED_HOSTS": "testserver",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "OPENAI_API_KEY": API_KEY,

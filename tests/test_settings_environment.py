@@ -1,36 +1,15 @@
-"""Settings as `chatkit_site.settings` builds them from an environment, each case in a fresh
-interpreter with exactly that environment (nothing inherited from the test run)."""
+"""Settings as `chatkit_site.settings` builds them from an environment (see settings_probe)."""
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.settings_probe import settings_from
+
 REPO = Path(__file__).resolve().parent.parent
-PRINT_SETTINGS = (
-    "import json, sys\n"
-    "from chatkit_site import settings\n"
-    "names = sys.argv[1:] or [name for name in dir(settings) if name.isupper()]\n"
-    "print(json.dumps({name: getattr(settings, name) for name in names}, default=repr))\n"
-)
-
-
-def settings_from(environment: dict[str, str], *names: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_SETTINGS, *names],
-        cwd=REPO,
-        env={"PATH": os.environ["PATH"], "DJANGO_DEBUG": "true", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def example_variables() -> dict[str, str]:
@@ -84,3 +63,104 @@ def test_empty_values_of_defaulted_settings_are_their_defaults():
         "RATE_LIMIT_SESSIONS_PER_IP": [30, 3600],
         "VISITOR_COOKIE_NAME": "chatkit_visitor",
     }
+
+
+# What a developer's .env or shell might hold: the test settings must not care.
+DEVELOPER_ENVIRONMENT = {
+    "DJANGO_DEBUG": "true",
+    "DJANGO_ALLOWED_HOSTS": "dev.example",
+    "CHATKIT_MODE": "self_hosted",
+    "CHATKIT_WORKFLOW_ID": "wf_mine",
+    "OPENAI_API_KEY": "sk-mine",
+    "SES_FROM_EMAIL": "me@dev.example",
+    "SES_TO_EMAIL": "me@dev.example",
+    "TRANSCRIPT_API_TOKEN": "mine",
+    "RATE_LIMIT_SESSIONS_PER_IP": "1/day",
+    "TIME_ZONE": "Europe/Paris",
+    "TRY_IT_PAGE_ENABLED": "false",
+    "REDIS_URL": "redis://127.0.0.1:6379/9",
+}
+
+
+def test_the_test_settings_are_the_same_whatever_the_developer_has_set():
+    mine = settings_from({**example_variables(), **DEVELOPER_ENVIRONMENT}, module="tests.settings")
+    clean = settings_from({}, module="tests.settings")
+
+    # The test database's file name carries the process id.
+    for built in (mine, clean):
+        built.pop("DATABASES")
+    assert mine == clean
+    assert (clean["DEBUG"], clean["CHATKIT_MODE"], clean["EMAIL_BACKEND"]) == (
+        False,
+        "managed",
+        "django.core.mail.backends.console.EmailBackend",
+    )
+
+
+def test_the_test_settings_take_the_sdks_variables_away():
+    probe = (
+        "import os, tests.settings; print(sorted(n for n in os.environ if n.startswith(('AWS_', 'OPENAI_'))))"
+    )
+    environment = {
+        "PATH": os.environ["PATH"],
+        "AWS_ENDPOINT_URL_SES": "http://127.0.0.1:4566",
+        "AWS_PROFILE": "mine",
+        "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
+        "OPENAI_ORG_ID": "org-mine",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=environment, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "[]"
+
+
+def manage(tmp_path, *args, env_file_text, **environment):
+    env_file = tmp_path / "local.env"
+    env_file.write_text(env_file_text)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "ENV_FILE": str(env_file), **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def the_readme_env(tmp_path) -> str:
+    """.env.example copied, with the values the README names filled in."""
+    text = (REPO / ".env.example").read_text()
+    for name, value in (("OPENAI_API_KEY", "sk-mine"), ("SES_TO_EMAIL", "me@dev.example")):
+        text = text.replace(f"\n{name}=\n", f"\n{name}={value}\n")
+    return text + f"DATABASE_URL=sqlite:///{tmp_path / 'db.sqlite3'}\n"
+
+
+def test_manage_py_reads_the_env_file(tmp_path):
+    result = manage(tmp_path, "resend_transcript", "--help", env_file_text=the_readme_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert "Mail recorded transcripts again" in result.stdout
+
+
+def test_env_file_values_are_taken_as_written_and_the_environment_wins(tmp_path):
+    printed = manage(
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.TRANSCRIPT_API_TOKEN, settings.TIME_ZONE)",
+        env_file_text=the_readme_env(tmp_path) + "TRANSCRIPT_API_TOKEN=pa#ss$x\nTIME_ZONE=Europe/Paris\n",
+        TIME_ZONE="Asia/Tokyo",
+    )
+
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines()[-1].split() == ["pa#ss$x", "Asia/Tokyo"]
+
+
+def test_without_an_env_file_a_production_setting_is_required(tmp_path):
+    result = manage(tmp_path, "resend_transcript", "--help", env_file_text="")
+
+    assert result.returncode == 1
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr

@@ -1,10 +1,7 @@
 """The try-it page as the server renders it; tests/test_pages_browser.py drives it."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from django.utils.html import escape
 from chatkit_api.pages import embed_snippet
 from tests.conftest import TOKEN
 from tests.fake_chatkit import API_KEY
+from tests.settings_probe import settings_from
 
 pytestmark = pytest.mark.django_db
 
@@ -182,20 +180,9 @@ def test_page_answers_get_only(client, page_on):
     ],
 )
 def test_page_is_on_in_local_development_and_where_a_setting_turns_it_on(environment, enabled):
-    result = subprocess.run(
-        [sys.executable, "-c", "from chatkit_site import settings; print(settings.TRY_IT_PAGE_ENABLED)"],
-        cwd=REPO,
-        env={
-            **{k: v for k, v in os.environ.items() if k not in {"DJANGO_DEBUG", "TRY_IT_PAGE_ENABLED"}},
-            "DJANGO_SECRET_KEY": "tests-only",
-            **environment,
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    built = settings_from({"DJANGO_SECRET_KEY": "tests-only", **environment}, "TRY_IT_PAGE_ENABLED")
 
-    assert result.stdout.strip() == str(enabled)
+    assert built == {"TRY_IT_PAGE_ENABLED": enabled}
 
 
 def test_self_hosted_mode_is_named_instead_of_missing_workflow_settings(client, settings, page_on):

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 def deploy_check(tmp_path, **overrides):
     env = {
         "PATH": os.environ["PATH"],
+        # Not the developer's .env: exactly this environment.
+        "ENV_FILE": os.devnull,
         "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
         "DJANGO_ALLOWED_HOSTS": "api.shop.example",
