@@ -24,8 +24,9 @@ from chatkit_api import openai_gateway
 from chatkit_api.exceptions import RateLimited
 from chatkit_api.models import RateLimitCounter, Transcript
 from chatkit_api.ratelimits import SESSIONS_PER_IP, ip_subject, rate_limit_consume
+from chatkit_site import env
+from chatkit_site.env import env_rate
 from chatkit_site.lambda_handler import handler
-from chatkit_site.settings import env_rate
 from tests.concurrency import fire_together
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event, rest_api_v1_event
@@ -299,14 +300,14 @@ def test_an_unreachable_counter_store_refuses_rather_than_lets_everything_throug
     ],
 )
 def test_limits_are_written_count_per_period(monkeypatch, raw, expected):
-    monkeypatch.setenv("RATE_LIMIT_TEST", raw)
+    monkeypatch.setitem(env.source, "RATE_LIMIT_TEST", raw)
 
     assert env_rate("RATE_LIMIT_TEST", "1/hour") == expected
 
 
 @pytest.mark.parametrize("raw", ["10", "0/hour", "-1/hour", "ten/hour", "10/week", "10/hours", "10 per hour"])
 def test_a_malformed_limit_stops_the_start(monkeypatch, raw):
-    monkeypatch.setenv("RATE_LIMIT_TEST", raw)
+    monkeypatch.setitem(env.source, "RATE_LIMIT_TEST", raw)
 
     with pytest.raises(ImproperlyConfigured, match="RATE_LIMIT_TEST must look like 10/hour"):
         env_rate("RATE_LIMIT_TEST", "1/hour")
