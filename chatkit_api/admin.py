@@ -39,6 +39,10 @@ ADMIN_RESEND_LIMIT = 20
 _FORMULA_START = re.compile(r"^[=+\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?[\d\s().-]*$")
 
+# A handful of models: the navigation sidebar would take a quarter of a laptop screen from
+# the transcript list; the admin's home page lists them all.
+admin.site.enable_nav_sidebar = False
+
 
 class _Echo:
     """A file-like object whose write returns the line, so csv.writer can feed a stream."""
@@ -81,7 +85,7 @@ class TranscriptEmailInline(admin.TabularInline):
     fields = [
         "created_at",
         "audience",
-        "to",
+        "recipients",
         "reply_to",
         "status",
         "ses_message_id",
@@ -95,6 +99,10 @@ class TranscriptEmailInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TranscriptEmail]:
         return super().get_queryset(request).prefetch_related("reports")
+
+    @admin.display(description="To")
+    def recipients(self, email: TranscriptEmail) -> str:
+        return ", ".join(email.to)
 
     @admin.display(description="Delivery reports")
     def delivery(self, email: TranscriptEmail) -> SafeString | str:
@@ -120,6 +128,10 @@ class TranscriptChangeList(ChangeList):
 @admin.register(Transcript)
 class TranscriptAdmin(admin.ModelAdmin):
     list_display = ["created_at", "name", "email", "mode", "recipient_list", "status", "delivery_state"]
+
+    class Media:
+        css = {"all": ["chatkit_api/admin.css"]}
+
     list_display_links = ["created_at", "name"]
     list_filter = ["status", "mode", "delivery_state", "created_at"]
     search_fields = ["name", "email", "phone", "vehicle", "thread_id", "body_text"]

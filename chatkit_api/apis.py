@@ -20,11 +20,17 @@ from chatkit_api.authentication import (
     TranscriptTokenAuthentication,
     VisitorCookieAuthentication,
     origin_allowed,
+    origin_refusal,
 )
-from chatkit_api.exceptions import InvalidChatKitRequest, RequestTooLarge
+from chatkit_api.exceptions import InvalidChatKitRequest, NotConfigured, RequestTooLarge
 from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.serializers import LOCALE_PATTERN, LeadSerializer, clean, lead_from, text_field
-from chatkit_api.services import chatkit_session_create, transcript_send
+from chatkit_api.services import (
+    chatkit_session_create,
+    settings_missing,
+    transcript_send,
+    transcript_settings,
+)
 from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
 
 # Printable ASCII without spaces, as the keys clients generate (UUIDs, random tokens) are.
@@ -93,6 +99,13 @@ class TranscriptApi(ChatKitApiView):
             validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Not a thread id.")],
             help_text="The ChatKit thread to mail, e.g. from ChatKit's `chatkit.thread.change` event.",
         )
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # A service that cannot send says so to every caller, before asking who they are.
+        missing = settings_missing(names=transcript_settings())
+        if missing:
+            raise NotConfigured(missing)
+        super().initial(request, *args, **kwargs)
 
     def post(self, request: Request) -> Response:
         idempotency_key = _idempotency_key(request)
@@ -184,10 +197,7 @@ class ChatKitApi(ChatKitApiView):
         if not origin_allowed(request):
             # Every ChatKit request comes from the widget in a page; one from another site's
             # page would spend this site's tokens, and with the visitor's cookie act as them.
-            raise PermissionDenied(
-                "Refused: the ChatKit endpoint answers pages on the API's own origin or an "
-                "origin listed in CORS_ALLOWED_ORIGINS."
-            )
+            raise PermissionDenied(origin_refusal(request, "the ChatKit endpoint"))
         try:
             body = request.body
         except RequestDataTooBig:

@@ -33,6 +33,20 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+def origin_refusal(request: HttpRequest, what: str, *, otherwise: str = "") -> str:
+    """Why a browser call without an allowed Origin is refused, in words that say which case
+    it is; `otherwise` says how a caller without one gets in."""
+    if not request.headers.get("Origin"):
+        return (
+            f"Refused: {what} needs the Origin header, which browsers send with every POST; this "
+            f"request has none.{otherwise}"
+        )
+    return (
+        f"Refused: {what} answers pages on the API's own origin or an origin listed in "
+        "CORS_ALLOWED_ORIGINS, not this request's Origin."
+    )
+
+
 def origin_allowed(request: HttpRequest) -> bool:
     """The calling page is on the API's own origin or on one in CORS_ALLOWED_ORIGINS.
 
@@ -64,7 +78,10 @@ class VisitorCookieAuthentication(authentication.BaseAuthentication):
             return None
         if not origin_allowed(request):
             raise exceptions.PermissionDenied(
-                "Refused: a browser may send transcripts only from the API's own origin or "
-                "an origin listed in CORS_ALLOWED_ORIGINS."
+                origin_refusal(
+                    request,
+                    "a visitor's transcript call",
+                    otherwise=" A server calls with the bearer token instead.",
+                )
             )
         return Caller(visitor_id=visitor_id, client_ip=client_ip(request)), None

@@ -5,8 +5,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET
@@ -78,6 +79,14 @@ def _try_it_page(request: HttpRequest) -> HttpResponse:
             },
         },
     )
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """`GET /favicon.ico`, which browsers ask every site for (the admin's pages link no icon)."""
+    # Resolved here, not in the URL conf: the static files storage loads WhiteNoise, which
+    # the API's calls never need.
+    return redirect(static("chatkit_api/favicon.svg"))
 
 
 # Swagger UI's "Try it out" sends Django's CSRF token along, as the API's browser callers do.

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/docs/", pages.api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
     path("", pages.try_it, name="try-it"),
+    path("favicon.ico", pages.favicon),
 ]
 
 handler404 = "chatkit_api.apis.not_found"

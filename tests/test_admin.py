@@ -1,5 +1,6 @@
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,6 +180,9 @@ def test_detail_shows_the_mail_as_staff_read_it_read_only(admin_client, fake_cha
     )
     assert mail.message_id in page
     assert "[Chat] Zoë - quote" in page
+    # Recipients as staff write them, not as the JSON they are stored in.
+    assert re.search(rf'<td class="field-recipients">\s*<p>{re.escape(STAFF)}</p>', page)
+    assert f"[&quot;{STAFF}&quot;]" not in page
     # A log: nothing to edit or save.
     assert 'name="name"' not in page
     assert 'name="_save"' not in page

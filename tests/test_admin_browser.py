@@ -65,3 +65,42 @@ def test_staff_log_in_search_and_read_a_transcript(live_server, browser, setting
     assert browser.find_element(By.TAG_NAME, "h1").text == "[Chat] Zoë Brontë - quote"
     assert "User: Front brakes squeal." in browser.find_element(By.TAG_NAME, "body").text
     browser.switch_to.default_content()
+
+
+def test_the_transcript_list_fits_a_1400_pixel_window(live_server, browser, settings, django_user_model):
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    django_user_model.objects.create_superuser("staff", "staff@shop.example", PASSWORD)
+    for number in range(5):
+        Transcript.objects.create(
+            thread_id=f"cthr_wide_{number}",
+            requested_by="visitor",
+            name="Maximiliane Wolkenstein-Trostburg von Hohenberg",
+            email="maximilianewolkensteintrostburg.hohenberg@arathersmallbutlongcompanyname.example",
+            mode="recap",
+            recipients=[
+                "leads@shop.example",
+                "workshop-bookings@shop.example",
+                "owner@shop.example",
+                "maximilianewolkensteintrostburg.hohenberg@arathersmallbutlongcompanyname.example",
+            ],
+            status=TranscriptStatus.FAILED,
+        )
+    browser.set_window_size(1400, 900)
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys("staff")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(browser, expected_conditions.presence_of_element_located((By.LINK_TEXT, "Transcripts")))
+
+    browser.get(f"{live_server.url}/admin/chatkit_api/transcript/")
+    wait_for(browser, expected_conditions.presence_of_element_located((By.ID, "result_list")))
+
+    # The page, and the box Django's admin scrolls a wide table in.
+    widths = browser.execute_script(
+        "const results = document.querySelector('.results');"
+        "return [document.documentElement.clientWidth, document.documentElement.scrollWidth,"
+        " results.clientWidth, results.scrollWidth];"
+    )
+    viewport, page, box, table = widths
+    assert page <= viewport and table <= box, f"page {page} in {viewport} px, table {table} in {box} px"

@@ -84,7 +84,7 @@ def test_server_caller_mails_the_transcript_through_ses(fake_chatkit, ses):
         "Email: zoe@visitor.example\n"
         "Phone: +44 20 7946 0000\n"
         "Vehicle: 2019 Škoda Octavia\n"
-        "Details: Front brakes squeal.\nAvailable Tuesdays.\n"
+        "Details: Front brakes squeal.\n  Available Tuesdays.\n"
         "Page: https://shop.example/quote?ref=chat\n"
         "\n---\n\n"
     )
@@ -127,7 +127,7 @@ def test_defaults_without_lead_details(fake_chatkit, ses, settings):
     assert mail.message["Subject"] == "[Chat] Website visitor - quote"
     assert mail.message["Reply-To"] == settings.SES_REPLY_TO
     assert mail.text.startswith(
-        "Mode: quote\nName: \nEmail: \nPhone: \nVehicle: \nDetails: \nPage: \n\n---\n\n"
+        "Mode: quote\nName: —\nEmail: —\nPhone: —\nVehicle: —\nDetails: —\nPage: —\n\n---\n\n"
     )
 
 
@@ -595,6 +595,25 @@ def test_missing_configuration_is_a_503(fake_chatkit, ses, settings, setting, em
     assert f"{setting} is not set" in response.json()["error"]
     assert fake_chatkit.requests == []
     assert Transcript.objects.count() == 0
+
+
+def test_a_service_that_cannot_send_says_so_before_asking_who_calls(fake_chatkit, settings):
+    settings.SES_TO_EMAIL = []
+
+    response = APIClient().post(TRANSCRIPT_URL, {"threadId": "cthr_1"}, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["missing"] == ["SES_TO_EMAIL"]
+
+
+def test_a_multi_line_details_cannot_pass_for_a_header_line(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hello")])
+
+    send(server_client(), {"threadId": thread.id, "details": "Front brakes.\nPage: https://evil.example"})
+
+    [mail] = ses.sent()
+    header = mail.text.split("\n---\n", 1)[0].splitlines()
+    assert header[5:] == ["Details: Front brakes.", "  Page: https://evil.example", "Page: —"]
 
 
 def test_transcript_send_query_count_does_not_grow_with_the_thread(fake_chatkit, ses):

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils.html import escape
 
@@ -198,3 +199,11 @@ def test_self_hosted_mode_is_named_instead_of_missing_workflow_settings(client, 
 
     settings.OPENAI_API_KEY = ""
     assert "The chat cannot answer: OPENAI_API_KEY is not set." in client.get("/").content.decode()
+
+
+def test_the_favicon_browsers_ask_for_is_there(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/static/chatkit_api/favicon.svg"
+    assert finders.find("chatkit_api/favicon.svg")
