@@ -41,7 +41,7 @@ class ChatKitSession:
 
 
 @functools.lru_cache(maxsize=4)
-def _build_client(api_key: str, base_url: str | None, timeout: float, max_retries: int) -> openai.OpenAI:
+def _build_client(api_key: str, base_url: str, timeout: float, max_retries: int) -> openai.OpenAI:
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 

@@ -1,6 +1,6 @@
 """Settings for the ChatKit backend, read from the environment.
 
-Every variable is documented in README.md ("Settings") and listed in .env.example.
+Every variable is documented in docs/settings.md and listed in .env.example.
 Defaults are safe for local development: SQLite, console email, no secrets needed
 beyond what `make run` sets.
 """
@@ -85,10 +85,11 @@ TEMPLATES = [
 # Set by the Lambda runtime in every function's environment.
 RUNNING_ON_LAMBDA = bool(env_str("AWS_LAMBDA_FUNCTION_NAME"))
 DATABASE_URL = env_str("DATABASE_URL")
+ALLOW_SQLITE_ON_LAMBDA = env_bool("ALLOW_SQLITE_ON_LAMBDA", False)
 if not DATABASE_URL and RUNNING_ON_LAMBDA:
     # Lambda's only writable disk is /tmp, private to one instance and wiped when the
     # instance goes: a transcript log there is lost and never shared.
-    if not env_bool("ALLOW_SQLITE_ON_LAMBDA", False):
+    if not ALLOW_SQLITE_ON_LAMBDA:
         raise ImproperlyConfigured(
             "DATABASE_URL is not set. On Lambda the transcript log must live in PostgreSQL "
             "(e.g. RDS or Aurora Serverless): SQLite would sit in /tmp, separate per instance and "
@@ -212,8 +213,9 @@ SPECTACULAR_SETTINGS = {
 # --- OpenAI / ChatKit ----------------------------------------------------------
 
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
-# Unset means the SDK's own default (https://api.openai.com/v1).
-OPENAI_BASE_URL = env_str("OPENAI_BASE_URL") or None
+# Always given to the SDK, which would otherwise read OPENAI_BASE_URL itself and take an
+# empty value for the URL.
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 15)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")

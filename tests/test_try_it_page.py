@@ -151,17 +151,17 @@ def test_self_hosted_snippet_carries_the_chatkit_url_and_the_domain_key(page_on,
     )
 
 
-@pytest.mark.parametrize("self_hosted", [False, True])
-def test_readme_shows_the_same_snippets(settings, self_hosted):
+@pytest.mark.parametrize(("self_hosted", "doc"), [(False, "api.md"), (True, "self-hosted.md")])
+def test_the_docs_show_the_same_snippets(settings, self_hosted, doc):
     settings.CHATKIT_SCRIPT_URL = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
     settings.CHATKIT_DOMAIN_KEY = ""
-    readme = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / doc).read_text()
     path = "/api/chatkit" if self_hosted else "/api/chatkit/session"
 
     snippet = embed_snippet(api_url=f"https://api.example.com{path}", self_hosted=self_hosted)
 
     # Blocks inside a numbered list are indented; compare them without it.
-    blocks = re.findall(r"^( *)```html\n(.*?)^\1```", readme, flags=re.DOTALL | re.MULTILINE)
+    blocks = re.findall(r"^( *)```html\n(.*?)^\1```", text, flags=re.DOTALL | re.MULTILINE)
     assert snippet in [textwrap.dedent(block).strip() for _, block in blocks]
 
 
