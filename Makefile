@@ -31,16 +31,18 @@ migrate: install
 superuser: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py createsuperuser $$([ -t 0 ] || echo --noinput)
 
+# A worker per core, each with its own test database and fake servers.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 test-postgres: install
-	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -n auto
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/mypy
 
 # The Lambda artefact: dist/chatkit-lambda.zip, the same content as the Dockerfile's image.
 lambda-zip: install
@@ -54,7 +56,7 @@ lambda-check: lambda-zip
 	$(BIN)/python scripts/smoke_lambda_zip.py dist/chatkit-lambda.zip
 
 # Cold start, warm latency, a 10,000-message thread and memory, measured on the built
-# Lambda package (see README, "Performance"). bench-quick is the short run CI makes.
+# Lambda package (see docs/performance.md). bench-quick is the short run CI makes.
 bench: lambda-zip
 	$(BIN)/python bench/run.py
 

@@ -82,7 +82,7 @@ class TranscriptEmailInline(admin.TabularInline):
     model = TranscriptEmail
     extra = 0
     can_delete = False
-    fields = [
+    fields = readonly_fields = (
         "created_at",
         "audience",
         "recipients",
@@ -92,8 +92,7 @@ class TranscriptEmailInline(admin.TabularInline):
         "sent_at",
         "error",
         "delivery",
-    ]
-    readonly_fields = fields
+    )
     verbose_name = "message"
     verbose_name_plural = "Messages handed to SES"
 
@@ -287,14 +286,13 @@ class ChatKitThreadItemInline(admin.TabularInline):
     model = ChatKitThreadItem
     extra = 0
     can_delete = False
-    fields = ["created_at", "type", "item_id"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "type", "item_id")
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitThreadItem]:
         # The items' JSON is read once, by the thread's conversation field, not per row.
         return super().get_queryset(request).defer("data")
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -307,11 +305,18 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
     # Threads `import_managed_threads` brought over from Agent Builder, or not.
     list_filter = [("imported_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "created_at"
-    fields = ["id", "title", "visitor_id", "created_at", "updated_at", "imported_at", "conversation"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "id",
+        "title",
+        "visitor_id",
+        "created_at",
+        "updated_at",
+        "imported_at",
+        "conversation",
+    )
     inlines = [ChatKitThreadItemInline]
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitThread]:
         return super().get_queryset(request).defer("data")
 
     @admin.display(description="Conversation")
@@ -319,10 +324,10 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
         items = obj.items.order_by("created_at", "id").values_list("data", flat=True)
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", conversation_text(items))
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -331,11 +336,10 @@ class ChatKitAttachmentAdmin(admin.ModelAdmin):
     list_display = ["created_at", "name", "mime_type", "visitor_id", "thread"]
     search_fields = ["id", "name", "visitor_id", "thread__id"]
     list_select_related = ["thread"]
-    readonly_fields = ["id", "name", "mime_type", "visitor_id", "thread", "created_at", "data"]
-    fields = readonly_fields
+    fields = readonly_fields = ("id", "name", "mime_type", "visitor_id", "thread", "created_at", "data")
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

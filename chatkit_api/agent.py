@@ -3,7 +3,7 @@
 An Agent Builder workflow exported as Agents SDK code defines its agents as `Agent` objects
 and chains them in a `run_workflow` function. Here CHATKIT_AGENT names the agent the
 conversation starts with; the chaining becomes its handoffs and guardrails (see
-`examples/agent_builder_export.py` and README, "Bring the workflow across"). The export's
+`examples/agent_builder_export.py` and docs/self-hosted.md, "Moving from Agent Builder"). The export's
 `run_workflow` is not called: it runs one turn without the thread's history, without
 streaming, and with a client of its own, where the ChatKit server streams every run of the
 agent over the whole thread and stores what it says.

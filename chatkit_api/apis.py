@@ -1,7 +1,7 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -26,6 +26,7 @@ from chatkit_api.exceptions import InvalidChatKitRequest, NotConfigured, Request
 from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.serializers import LOCALE_PATTERN, LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import (
+    Caller,
     chatkit_session_create,
     settings_missing,
     transcript_send,
@@ -114,7 +115,8 @@ class TranscriptApi(ChatKitApiView):
         data = serializer.validated_data
 
         transcript = transcript_send(
-            caller=request.user,
+            # The authentication classes only ever authenticate a Caller.
+            caller=cast(Caller, request.user),
             idempotency_key=idempotency_key,
             thread_id=data["threadId"],
             lead=lead_from(data),
@@ -134,8 +136,8 @@ def ses_notifications(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRe
     return SesNotificationsWebhook.as_view()(request, *args, **kwargs)
 
 
-# The page the widget is on, sent by the page's own `fetch` (see README, "The agent's state
-# variables"); a URL's longest length the session endpoint accepts too.
+# The page the widget is on, sent by the page's own `fetch` (see docs/api.md,
+# "State variables"); a URL's longest length the session endpoint accepts too.
 PAGE_URL_HEADER = "X-Page-URL"
 PAGE_URL_MAX_LENGTH = 2000
 _PAGE_URL = URLValidator(schemes=["http", "https"])

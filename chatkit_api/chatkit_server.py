@@ -11,7 +11,7 @@ the transcript endpoint would mail it.
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +67,7 @@ from chatkit_api.exceptions import (
     ServiceError,
     validation_summary,
 )
-from chatkit_api.models import ChatKitThread
+from chatkit_api.models import ChatKitThread, char_limit
 from chatkit_api.ratelimits import CHATKIT_REQUESTS_PER_IP, ip_subject, rate_limit_consume
 from chatkit_api.rendering import conversation_text
 from chatkit_api.serializers import LeadSerializer, lead_from
@@ -75,7 +75,7 @@ from chatkit_api.services import CHATKIT_SETTINGS, Caller, self_hosted, settings
 
 logger = logging.getLogger(__name__)
 
-# The action the widget sends to mail the conversation (see README, "Send recap from the widget").
+# The action the widget sends to mail the conversation (see docs/api.md, "Send recap from the widget").
 RECAP_ACTION = "send_recap"
 # How many of a thread's latest items the agent reads on each turn.
 HISTORY_ITEMS = 100
@@ -234,7 +234,7 @@ def _check_supported(request: Any) -> None:
     )
     if uploads:
         raise InvalidChatKitRequest("File uploads are not enabled on this server.")
-    title_length = ChatKitThread._meta.get_field("title").max_length
+    title_length = char_limit(ChatKitThread, "title")
     if isinstance(request, ThreadsUpdateReq) and len(request.params.title) > title_length:
         raise InvalidChatKitRequest(
             f"Invalid ChatKit request. params.title: at most {title_length} characters."
@@ -264,7 +264,9 @@ def _error_chunk() -> bytes:
     return b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
-def sse_stream(event_loop: RequestEventLoop, events: Iterator[bytes], first: bytes) -> Iterator[bytes]:
+def sse_stream(
+    event_loop: RequestEventLoop, events: Generator[bytes, None, None], first: bytes
+) -> Iterator[bytes]:
     """The stream after its first event; a failure from here on can only be reported in it."""
     try:
         yield first

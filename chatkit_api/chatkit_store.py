@@ -21,7 +21,7 @@ from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
 from chatkit_api.event_loop import RequestEventLoop
-from chatkit_api.models import ChatKitAttachment, ChatKitThread, ChatKitThreadItem
+from chatkit_api.models import ChatKitAttachment, ChatKitThread, ChatKitThreadItem, char_limit
 
 # The most a client may ask for in one page of threads or items.
 MAX_PAGE_SIZE = 100
@@ -104,7 +104,7 @@ def thread_fields(thread: ThreadMetadata) -> dict[str, Any]:
     """The columns of a thread's row that the thread's metadata gives."""
     created_at = _aware(thread.created_at)
     return {
-        "title": (thread.title or "")[: ChatKitThread._meta.get_field("title").max_length],
+        "title": (thread.title or "")[: char_limit(ChatKitThread, "title")],
         "created_at": created_at,
         # The server may hand over a whole Thread; its items are rows of their own.
         "data": _as_json(thread, created_at, exclude=frozenset({"items"})),
@@ -205,8 +205,8 @@ def attachment_save(*, visitor_id: str, attachment: Any) -> None:
     )
     fields = {
         "thread": thread,
-        "name": attachment.name[: ChatKitAttachment._meta.get_field("name").max_length],
-        "mime_type": attachment.mime_type[: ChatKitAttachment._meta.get_field("mime_type").max_length],
+        "name": attachment.name[: char_limit(ChatKitAttachment, "name")],
+        "mime_type": attachment.mime_type[: char_limit(ChatKitAttachment, "mime_type")],
         "data": attachment.model_dump(mode="json"),
     }
     if ChatKitAttachment.objects.filter(pk=attachment.id, visitor_id=visitor_id).update(**fields):

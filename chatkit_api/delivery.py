@@ -24,6 +24,7 @@ from chatkit_api.models import (
     Transcript,
     TranscriptEmail,
     TranscriptStatus,
+    char_limit,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class _Report:
     def fields(self) -> dict[str, str]:
         """The report's free-text fields, cut to the lengths of their columns."""
         return {
-            name: str(getattr(self, name))[: DeliveryReport._meta.get_field(name).max_length]
+            name: str(getattr(self, name))[: char_limit(DeliveryReport, name)]
             for name in ("recipient", "state", "bounce_type", "bounce_subtype", "detail")
         }
 

@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 import functools
 import threading
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -64,7 +64,7 @@ class RequestEventLoop:
         self._inbox.put(_Call(future, functools.partial(function, *args, **kwargs)))
         return await asyncio.wrap_future(future)
 
-    def iterate(self, source: AsyncIterable[T]) -> Iterator[T]:
+    def iterate(self, source: AsyncIterable[T]) -> Generator[T, None, None]:
         """From the request thread: the values of `source`, produced on the loop.
 
         Closing the iterator early (the client went away) cancels the producer the way an
@@ -105,7 +105,7 @@ class RequestEventLoop:
             self._thread.join()
             self._loop.close()
 
-    def _serve(self, producer: Coroutine[Any, Any, None]) -> Iterator[Any]:
+    def _serve(self, producer: Coroutine[Any, Any, None]) -> Generator[Any, None, None]:
         """Run `producer` on the loop; yield what it puts in the inbox, serving calls meanwhile."""
         inbox = self._inbox
 

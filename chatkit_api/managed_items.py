@@ -17,18 +17,21 @@ from chatkit.types import (
     Annotation,
     AssistantMessageContent,
     AssistantMessageItem,
+    Attachment,
     ClientToolCallItem,
     CustomTask,
     FileAttachment,
     FileSource,
     HiddenContextItem,
     InferenceOptions,
+    Task,
     TaskItem,
     ThoughtTask,
     ThreadItem,
     ThreadMetadata,
     ToolChoice,
     URLSource,
+    UserMessageContent,
     UserMessageItem,
     UserMessageTextContent,
     Workflow,
@@ -81,7 +84,7 @@ def _parsed_json(value: Any) -> Any:
 
 
 def _user_message(item: dict[str, Any], base: dict[str, Any]) -> UserMessageItem:
-    content = []
+    content: list[UserMessageContent] = []
     quoted = []
     for part in item.get("content") or []:
         if part.get("type") == "quoted_text":
@@ -89,7 +92,7 @@ def _user_message(item: dict[str, Any], base: dict[str, Any]) -> UserMessageItem
         else:
             content.append(UserMessageTextContent(text=part["text"]))
     # The files stay with OpenAI and go when managed ChatKit does: the messages keep their names.
-    attachments = [
+    attachments: list[Attachment] = [
         FileAttachment(
             id=attachment["id"],
             name=attachment.get("name") or attachment["id"],
@@ -147,7 +150,7 @@ def _client_tool_call(item: dict[str, Any], base: dict[str, Any]) -> ClientToolC
     )
 
 
-def _task(task: dict[str, Any], kind: str) -> CustomTask | ThoughtTask:
+def _task(task: dict[str, Any], kind: str) -> Task:
     heading, summary = task.get("heading"), task.get("summary")
     if kind == "thought":
         return ThoughtTask(title=heading, content=summary or "")

@@ -2,6 +2,14 @@ from django.db import models
 from django.utils import timezone
 
 
+def char_limit(model: type[models.Model], name: str) -> int:
+    """The most characters the model's text field `name` holds, to cut a value to."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.CharField) or field.max_length is None:
+        raise TypeError(f"{model.__name__}.{name} is not a text field with a length")
+    return field.max_length
+
+
 class TranscriptStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"

@@ -67,9 +67,9 @@ def ip_subject(ip: str) -> str:
 
 def _count_in_database(key: str, expires_at: float) -> int:
     table = connection.ops.quote_name(RateLimitCounter._meta.db_table)
+    columns = {field.name: field.column for field in RateLimitCounter._meta.concrete_fields if field.column}
     key_column, count_column, expires_column = (
-        connection.ops.quote_name(RateLimitCounter._meta.get_field(name).column)
-        for name in ("key", "count", "expires_at")
+        connection.ops.quote_name(columns[name]) for name in ("key", "count", "expires_at")
     )
     expires = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(expires_at, tz=UTC))
     with connection.cursor() as cursor:

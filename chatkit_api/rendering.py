@@ -264,8 +264,8 @@ def _entry(item: dict[str, Any], zone: ZoneInfo) -> Entry | None:
         return Entry(kind, "Tool call", created_at, _client_tool_call_text(item))
     if kind == "task":
         # Self-hosted task items wrap the task in a `task` object.
-        task = item.get("task") if isinstance(item.get("task"), dict) else item
-        return Entry(kind, "Task", created_at, _task_line(task))
+        task = item.get("task")
+        return Entry(kind, "Task", created_at, _task_line(task if isinstance(task, dict) else item))
     if kind == "task_group":
         tasks = [_task_line(task) for task in item.get("tasks") or []]
         return Entry(kind, "Tasks", created_at, "\n".join(tasks) or "(no tasks)")

@@ -87,8 +87,9 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class InvalidRequestSerializer(ErrorSerializer):
-    # DRF takes declared fields out of the class body, so this does not hide `Serializer.fields`.
-    fields = serializers.DictField(
+    # DRF takes declared fields out of the class body, so this does not hide `Serializer.fields`
+    # (which the stubs cannot tell).
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text='The problems per field, `"body"` for a body that is not a JSON object; '
@@ -130,7 +131,7 @@ UPSTREAM = "OpenAI could not be reached or answered with an error."
 TOO_LARGE = _error(ErrorSerializer, "The body is over `REQUEST_BODY_MAX_BYTES`; it was not read.")
 RATE_LIMITED = _error(
     RateLimitedSerializer,
-    'A rate limit is used up (see README, "Rate limits"). `Retry-After` says when to try again.',
+    'A rate limit is used up (see docs/api.md, "Rate limits"). `Retry-After` says when to try again.',
 )
 
 
@@ -168,10 +169,11 @@ class SessionApiSchema(OpenApiViewExtension):
                     ),
                 },
                 # The cookie is optional: without one (or with a forged one) a new visitor starts.
-                auth=[{COOKIE_SCHEME: []}, {}],
+                # Security requirement objects, which drf-spectacular takes though it annotates names.
+                auth=[{COOKIE_SCHEME: []}, {}],  # type: ignore[list-item]
             )
         )
-        class Described(self.target_class):
+        class Described(SessionApi):
             pass
 
         return Described
@@ -239,7 +241,7 @@ class TranscriptApiSchema(OpenApiViewExtension):
                 },
             )
         )
-        class Described(self.target_class):
+        class Described(TranscriptApi):
             pass
 
         return Described

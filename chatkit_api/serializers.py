@@ -46,8 +46,8 @@ class PlainEmailValidator(EmailValidator):
         re.IGNORECASE,
     )
 
-    def __call__(self, value: str) -> None:
-        if self._unplain.search(value):
+    def __call__(self, value: str | None) -> None:
+        if value and self._unplain.search(value):
             raise DjangoValidationError(self.unplain_message, code=self.code)
         super().__call__(value)
 

@@ -136,7 +136,7 @@ def _wants_visitor_copy(lead: Lead) -> bool:
 
 
 def _audiences(*, visitor_copy: bool) -> list[str]:
-    return [EmailAudience.STAFF] + ([EmailAudience.VISITOR] if visitor_copy else [])
+    return [EmailAudience.STAFF.value] + ([EmailAudience.VISITOR.value] if visitor_copy else [])
 
 
 def _audience_addresses(audience: str, *, visitor_email: str) -> list[str]:

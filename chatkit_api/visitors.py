@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_script_prefix
 
 VISITOR_ID_PREFIX = "visitor_"
@@ -42,7 +42,7 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or ""
 
 
-def visitor_set_cookie(response: HttpResponse, visitor_id: str) -> None:
+def visitor_set_cookie(response: HttpResponseBase, visitor_id: str) -> None:
     """(Re)issue the cookie; every session call renews its lifetime."""
     response.set_signed_cookie(
         settings.VISITOR_COOKIE_NAME,

@@ -175,7 +175,7 @@ def _handle_manage(command: str | list[str]) -> dict[str, Any]:
 
 
 def _is_sns_event(event: dict[str, Any]) -> bool:
-    records = event.get("Records")
+    records = event.get("Records") or []
     return bool(records) and all(
         isinstance(record, dict) and record.get("EventSource") == "aws:sns" for record in records
     )

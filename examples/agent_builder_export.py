@@ -45,7 +45,8 @@ def _latest_visitor_text(conversation: str | list[TResponseInputItem]) -> str:
             content = item.get("content")
             if isinstance(content, str):
                 return content
-            return " ".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
+            parts = content if isinstance(content, list) else []
+            return " ".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
     return ""
 
 

@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.urls import clear_script_prefix
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -38,6 +39,15 @@ def _keep_the_test_database_connection() -> Iterator[None]:
     yield
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
+
+
+@pytest.fixture(autouse=True)
+def _script_prefix_of_the_root() -> Iterator[None]:
+    """A request through the real WSGI handler (a Lambda event with a stage) sets the thread's
+    script prefix; Django's test client keeps whatever it finds, so the next test would build
+    its URLs under /prod/."""
+    yield
+    clear_script_prefix()
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +157,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
     """Mail goes through django-ses into moto, with the sender verified."""
-    with mock_aws():
+    # The default session boto3 keeps is left as it is: resetting it makes every test load
+    # botocore's service data again, a tenth of a second each.
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
         settings.EMAIL_BACKEND = "django_ses.SESBackend"
         settings.AWS_SES_REGION_NAME = SES_REGION
         moto_ses = MotoSes(SES_REGION)

@@ -87,7 +87,7 @@ class FakeChatKit:
     def base_url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     def reset(self) -> None:
         with self._lock:
@@ -300,7 +300,7 @@ class FakeChatKit:
         else:
             output, streamed = _function_call_output(*turn)
         number = next(self._ids)
-        response = {
+        response: dict[str, Any] = {
             "id": f"resp_fake_{number:06d}",
             "object": "response",
             "created_at": int(time.time()),

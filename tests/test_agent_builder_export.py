@@ -2,20 +2,17 @@
 `POST /api/chatkit`: its model calls go over HTTP to the fake OpenAI API, which answers with
 scripted turns, so handoffs, model settings and the guardrail run in the real Agents SDK."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from chatkit_api.models import ChatKitThread
 from examples.agent_builder_export import booking_agent, quote_agent
 from tests.chatkit_protocol import ChatKitBrowser, assistant_texts, done_items, thread_id_of, user_input
 
 pytestmark = pytest.mark.django_db
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -102,33 +99,32 @@ def test_naming_the_workflow_function_instead_of_an_agent_is_a_503(self_hosted, 
     assert not ChatKitThread.objects.exists()
 
 
-def check_deploy(tmp_path, agent):
-    env = {
-        "PATH": "/usr/bin:/bin",
-        # Not the developer's .env: exactly this environment.
-        "ENV_FILE": os.devnull,
-        "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
-        "DJANGO_DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CHATKIT_MODE": "self_hosted",
-        "CHATKIT_AGENT": agent,
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--tag", "chatkit"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@pytest.mark.parametrize(
+    ("agent", "problem"),
+    [
+        ("examples.agent_builder_export:triage_agent", None),
+        ("tests.chatkit_agents:run_workflow", "names a workflow function"),
+        ("tests.nowhere:agent", "cannot be imported"),
+    ],
+)
+def test_the_deploy_check_loads_the_agent(self_hosted, settings, agent, problem):
+    settings.CHATKIT_AGENT = agent
+    out = StringIO()
+
+    if problem is None:
+        call_command("check", deploy=True, tags=["chatkit"], stdout=out)
+        assert "no issues" in out.getvalue()
+        return
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", deploy=True, tags=["chatkit"], stdout=out)
+    assert "chatkit_api.E001" in str(failed.value)
+    assert problem in str(failed.value)
 
 
-def test_the_deploy_check_loads_the_agent(tmp_path):
-    good = check_deploy(tmp_path, "examples.agent_builder_export:triage_agent")
-    wrong = check_deploy(tmp_path, "tests.chatkit_agents:run_workflow")
+def test_the_deploy_check_leaves_managed_mode_alone(fake_chatkit, settings):
+    settings.CHATKIT_AGENT = "tests.nowhere:agent"
+    out = StringIO()
 
-    assert good.returncode == 0, good.stderr
-    assert wrong.returncode == 1
-    assert "chatkit_api.E001" in wrong.stderr
-    assert "names a workflow function" in wrong.stderr
+    call_command("check", deploy=True, tags=["chatkit"], stdout=out)
+
+    assert "no issues" in out.getvalue()
