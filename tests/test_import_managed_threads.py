@@ -1,6 +1,7 @@
 """`manage.py import_managed_threads`: managed threads read from the fake ChatKit API over HTTP
 with the real `openai` SDK, written into the self-hosted store, and served and mailed from there."""
 
+from collections import Counter
 from datetime import UTC, datetime
 from io import StringIO
 
@@ -25,24 +26,29 @@ pytestmark = pytest.mark.django_db
 
 VISITOR = "visitor_Zk3J9qL2mW8xP1vR4tY7uA0b"
 
-EVERY_TYPE = [
-    user_message("Can you check this invoice?", quoted="Total: £120", attachments=["invoice.pdf", "car.jpg"]),
-    assistant_message("See our prices page.", urls=["https://shop.example/prices"]),
-    widget(
-        {
-            "type": "Card",
-            "children": [
-                {"type": "Title", "value": "Brake service"},
-                {"type": "Text", "value": "From £89"},
-                {"type": "Button", "label": "Book now", "onClickAction": {"type": "book"}},
-            ],
-        }
-    ),
-    client_tool_call("send_recap", {"email": "zoe@visitor.example"}, output={"ok": True}),
-    task("Looking up availability", "Tuesday 10:00 is free"),
-    task_group(("Checked parts", "Pads in stock"), ("Checked calendar", "Two slots")),
-    {"type": "chatkit.something_new", "payload": "?", "note": {"text": "Booked for Tuesday"}},
-]
+
+def every_type():
+    """One of each managed item type, new each time: the fake stamps ids into what it is given."""
+    return [
+        user_message(
+            "Can you check this invoice?", quoted="Total: £120", attachments=["invoice.pdf", "car.jpg"]
+        ),
+        assistant_message("See our prices page.", urls=["https://shop.example/prices"]),
+        widget(
+            {
+                "type": "Card",
+                "children": [
+                    {"type": "Title", "value": "Brake service"},
+                    {"type": "Text", "value": "From £89"},
+                    {"type": "Button", "label": "Book now", "onClickAction": {"type": "book"}},
+                ],
+            }
+        ),
+        client_tool_call("send_recap", {"email": "zoe@visitor.example"}, output={"ok": True}),
+        task("Looking up availability", "Tuesday 10:00 is free"),
+        task_group(("Checked parts", "Pads in stock"), ("Checked calendar", "Two slots")),
+        {"type": "chatkit.something_new", "payload": "?", "note": {"text": "Booked for Tuesday"}},
+    ]
 
 
 def conversation(thread_id):
@@ -70,7 +76,7 @@ def item_requests(fake_chatkit, thread_id):
 
 
 def test_every_item_type_is_kept_and_mailed_as_managed_mode_mailed_it(fake_chatkit, ses, settings):
-    thread = fake_chatkit.add_thread(user=VISITOR, items=EVERY_TYPE, title="Invoice question")
+    thread = fake_chatkit.add_thread(user=VISITOR, items=every_type(), title="Invoice question")
     managed_mail = conversation(thread.id)
 
     output = run_import()
@@ -169,26 +175,45 @@ def test_a_250_message_thread_imports_once_however_often_the_import_runs(fake_ch
     assert blocks[0].endswith("User: question 0") and blocks[-1].endswith("Assistant: sure")
 
 
-def test_a_10000_item_thread_takes_exactly_100_item_requests(fake_chatkit):
-    thread = fake_chatkit.add_thread(user=VISITOR, items=conversation_turns(10_000))
+def every_type_thread(count):
+    """`count` items: turns of conversation with every other managed item type in between."""
+    items = conversation_turns(count)
+    for position in range(5, count, 10):
+        items[position] = every_type()[2 + (position // 10) % 5]
+    return items
 
-    run_import()
-    run_import()
+
+def test_a_10000_item_thread_takes_exactly_100_item_requests_and_imports_once(fake_chatkit):
+    thread = fake_chatkit.add_thread(user=VISITOR, items=every_type_thread(10_000))
+
+    first = run_import()
+    second = run_import()
 
     requests = item_requests(fake_chatkit, thread.id)
     assert len(requests) == 101
     assert all(request.query["limit"] == "100" for request in requests)
     assert requests[-1].query["after"] == thread.items[-1]["id"]
+    assert "added 10000 items (200 kept whole)" in first
+    assert "Items: 0 read, 0 added." in second
     stored = list(
         ChatKitThreadItem.objects.filter(thread_id=thread.id)
         .order_by("created_at", "id")
-        .values_list("item_id", flat=True)
+        .values_list("item_id", "type")
     )
-    assert stored == [item["id"] for item in thread.items]
+    assert [item_id for item_id, _ in stored] == [item["id"] for item in thread.items]
+    assert Counter(kind for _, kind in stored) == {
+        "user_message": 5000,
+        "assistant_message": 4000,
+        "widget": 200,
+        "client_tool_call": 200,
+        "task": 200,
+        "workflow": 200,
+        "hidden_context_item": 200,
+    }
 
 
 def test_a_dry_run_reads_everything_and_writes_nothing(fake_chatkit):
-    thread = fake_chatkit.add_thread(user=VISITOR, items=EVERY_TYPE)
+    thread = fake_chatkit.add_thread(user=VISITOR, items=every_type())
 
     output = run_import("--dry-run")
 
