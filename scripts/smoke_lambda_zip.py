@@ -132,6 +132,8 @@ def main() -> None:
             "OPENAI_API_KEY": API_KEY,
             "OPENAI_BASE_URL": fake.base_url,
             "CHATKIT_WORKFLOW_ID": "wf_smoke",
+            # Configured, so that a transcript call is turned away for its missing credentials.
+            "SES_TO_EMAIL": "leads@shop.example",
         }
         sqlite = Path("/tmp/db.sqlite3")
         sqlite.unlink(missing_ok=True)
