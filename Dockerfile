@@ -11,6 +11,7 @@ RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" -r requirements.tx
     && rm prune-lambda-package
 
 COPY manage.py ./
+COPY scripts/serve ./serve
 COPY chatkit_site ./chatkit_site
 COPY chatkit_api ./chatkit_api
 

@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 # manage.py reads .env itself (copy .env.example to start); Make does not, so that the
 # tests never see it.
-.PHONY: install run migrate superuser test test-postgres lint lambda-zip lambda-check bench bench-quick format ci clean
+.PHONY: install run serve migrate superuser test test-postgres lint lambda-zip lambda-check bench bench-quick format ci clean
 
 install: $(VENV)/.installed
 
@@ -18,10 +18,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 # Local development: DEBUG on, SQLite, mail printed to the console unless SES_FROM_EMAIL is
-# set; `make run PORT=8080` for another port.
+# set, answers streamed (the ASGI server, reloading on changes); `make run PORT=8080` for
+# another port.
 run: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py runserver $(PORT)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} PATH="$(abspath $(BIN)):$$PATH" UVICORN_HOST=127.0.0.1 PORT=$(PORT) \
+		scripts/serve --reload --reload-dir chatkit_api --reload-dir chatkit_site --reload-dir examples
+
+# The production server (uvicorn, see scripts/serve), with the settings of the environment.
+serve: install
+	PATH="$(abspath $(BIN)):$$PATH" PORT=$(PORT) scripts/serve
 
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput

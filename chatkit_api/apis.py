@@ -6,11 +6,11 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.handlers.asgi import ASGIRequest
 from django.core.validators import RegexValidator, URLValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +22,15 @@ from chatkit_api.authentication import (
     origin_allowed,
     origin_refusal,
 )
-from chatkit_api.exceptions import InvalidChatKitRequest, NotConfigured, RequestTooLarge
+from chatkit_api.exceptions import (
+    Forbidden,
+    InvalidChatKitRequest,
+    MethodNotAllowed,
+    NotConfigured,
+    RequestTooLarge,
+    ServiceError,
+    service_error_response,
+)
 from chatkit_api.negotiation import FirstParserAndRenderer
 from chatkit_api.serializers import LOCALE_PATTERN, LeadSerializer, clean, lead_from, text_field
 from chatkit_api.services import (
@@ -176,53 +184,71 @@ def _request_page_url(request: HttpRequest) -> str:
     return referer if _is_page_url(referer) else ""
 
 
-def _host_can_stream(request: HttpRequest) -> bool:
-    # apig-wsgi hands Lambda one complete response, so API Gateway and Function URLs never
-    # see a stream; other hosts stream unless the setting says their proxy buffers.
-    return settings.CHATKIT_STREAM_RESPONSES and "apig_wsgi.full_event" not in request.META
+# API Gateway gives up on a request after 29 s (REST) or 30 s (HTTP API): a whole answer sent
+# through apig-wsgi must be done before then.
+BUFFERED_ANSWER_SECONDS = 25
 
 
-class ChatKitApi(ChatKitApiView):
+def _streams(request: HttpRequest) -> bool:
+    # Only an ASGI server streams (a WSGI server would get the events whole, after the run);
+    # a proxy that buffers is the setting's to say.
+    return isinstance(request, ASGIRequest) and settings.CHATKIT_STREAM_RESPONSES
+
+
+def _answer_seconds(request: HttpRequest) -> int:
+    if "apig_wsgi.full_event" in request.META:
+        return min(settings.CHATKIT_AGENT_TIMEOUT_SECONDS, BUFFERED_ANSWER_SECONDS)
+    return settings.CHATKIT_AGENT_TIMEOUT_SECONDS
+
+
+@csrf_exempt
+async def chatkit(request: HttpRequest) -> HttpResponseBase:
     """`POST /api/chatkit`: the ChatKit protocol, served here in self-hosted mode.
 
-    The visitor cookie scopes every thread; a browser without one gets one on its first call.
+    An async view: under an ASGI server the ChatKit server runs on the server's event loop and
+    answers stream; under WSGI (apig-wsgi on Lambda, runserver) Django runs it on a loop of the
+    request's own, and the events come back whole. The visitor cookie scopes every thread; a
+    browser without one gets one on its first call.
     """
+    # Imported here: the ChatKit and Agents SDKs take about a second to import, which a
+    # managed deployment should not pay at every cold start.
+    from chatkit_api.chatkit_server import chatkit_request_serve
 
-    authentication_classes: list[type] = []
-    permission_classes: list[type] = []
-
-    def post(self, request: Request) -> HttpResponseBase:
-        # Imported here: the ChatKit and Agents SDKs take about a second to import, which a
-        # managed deployment should not pay at every cold start.
-        from chatkit_api.chatkit_server import chatkit_request_process
-
+    try:
+        if request.method != "POST":
+            raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
         if not origin_allowed(request):
             # Every ChatKit request comes from the widget in a page; one from another site's
             # page would spend this site's tokens, and with the visitor's cookie act as them.
-            raise PermissionDenied(origin_refusal(request, "the ChatKit endpoint"))
+            raise Forbidden(origin_refusal(request, "the ChatKit endpoint"))
         try:
             body = request.body
         except RequestDataTooBig:
             raise RequestTooLarge() from None
         visitor_id = visitor_from_request(request) or visitor_new_id()
-        reply = chatkit_request_process(
+        reply = await chatkit_request_serve(
             visitor_id=visitor_id,
             client_ip=client_ip(request),
             locale=_request_locale(request),
             page_url=_request_page_url(request),
             body=body,
-            stream=_host_can_stream(request),
+            answer_seconds=_answer_seconds(request),
         )
-        response: HttpResponseBase
-        if reply.stream is not None:
-            response = StreamingHttpResponse(reply.stream, content_type=reply.content_type)
-            # Proxies such as nginx would otherwise hold the events back until the end.
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
-        else:
-            response = HttpResponse(reply.body, content_type=reply.content_type)
-        visitor_set_cookie(response, visitor_id)
-        return response
+    except ServiceError as exc:
+        return service_error_response(exc)
+    response: HttpResponseBase
+    if reply.stream is None:
+        response = HttpResponse(reply.body, content_type=reply.content_type)
+    elif _streams(request):
+        response = StreamingHttpResponse(reply.stream, content_type=reply.content_type)
+        # Proxies such as nginx would otherwise hold the events back until the end.
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+    else:
+        whole = b"".join([chunk async for chunk in reply.stream])
+        response = HttpResponse(whole, content_type=reply.content_type)
+    visitor_set_cookie(response, visitor_id)
+    return response
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -1,20 +1,27 @@
 """Self-hosted ChatKit: the openai-chatkit server over the database store, answered by the agent.
 
-`chatkit_request_process` is the service behind `POST /api/chatkit`. It checks the request
-before anything is stored, runs the ChatKit server on a per-request event loop, and hands
-back either a JSON body or the server-sent events of a streamed answer.
+`chatkit_request_serve` is the service behind `POST /api/chatkit`. It checks the request
+before anything is stored, runs the ChatKit server on the event loop it is awaited on (an
+ASGI server's own), and hands back either a JSON body or the server-sent events of an answer.
+
+An answer is bounded: it runs on a thread nobody else is answering on (a second message
+meanwhile is refused with 409), stops at CHATKIT_AGENT_TIMEOUT_SECONDS with an error event,
+sends a comment while the agent is silent so that proxies keep the connection, and stops
+when the visitor goes away. What was written of a stopped answer is kept, marked as cut off.
 
 Besides the agent's answers the server handles one action, `send_recap`: the widget sends it
 (`chatkit.sendCustomAction`) with the visitor's details, and the thread is mailed exactly as
 the transcript endpoint would mail it.
 """
 
+import asyncio
+import json
 import logging
 import re
-from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents import (
@@ -25,6 +32,7 @@ from agents import (
     Runner,
 )
 from agents.models.openai_provider import OpenAIProvider
+from asgiref.sync import sync_to_async
 from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult
@@ -41,30 +49,46 @@ from chatkit.types import (
     ErrorCode,
     ErrorEvent,
     HiddenContextItem,
+    SDKHiddenContextItem,
+    ThreadItem,
     ThreadItemDoneEvent,
     ThreadMetadata,
+    ThreadsAddClientToolOutputReq,
+    ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
+    ThreadsCustomActionReq,
+    ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
     ThreadsUpdateReq,
+    ThreadUpdatedEvent,
     UserMessageItem,
+    UserMessageTagContent,
     WidgetItem,
 )
 from django.conf import settings
 from openai.types.responses import ResponseInputTextParam
 from openai.types.responses.response_input_item_param import Message
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from chatkit_api import openai_gateway
 from chatkit_api.agent import agent_load
-from chatkit_api.chatkit_store import ChatKitContext, DjangoStore
-from chatkit_api.event_loop import RequestEventLoop
+from chatkit_api.chatkit_store import (
+    ChatKitContext,
+    DjangoStore,
+    Run,
+    database,
+    thread_run_claim,
+    thread_run_release,
+    thread_title_if_untitled,
+)
 from chatkit_api.exceptions import (
     ChatKitItemNotFound,
     InvalidChatKitRequest,
     NotConfigured,
     NotServedInThisMode,
     ServiceError,
+    ThreadBusy,
     validation_summary,
 )
 from chatkit_api.models import ChatKitThread, char_limit
@@ -87,13 +111,34 @@ TITLE_LENGTH = 60
 _CHATKIT_REQUEST: TypeAdapter[Any] = TypeAdapter(ChatKitReq)
 
 
+# Sent while the agent is silent: an SSE comment, which clients ignore.
+HEARTBEAT = b": keep-alive\n\n"
+# A claim on a thread outlives the answer's deadline by this much, for the answer's last
+# writes; a claim left by a process that died runs out then.
+CLAIM_MARGIN = timedelta(seconds=30)
+TIMED_OUT = "The answer took too long and was stopped. Please try again."
+CUT_OFF = "[Stopped here: the answer took too long.]"
+THREAD_BUSY = (
+    "An answer is still being written in this conversation. Wait for it to finish, then send "
+    "your message again."
+)
+# Requests that make the agent answer on a thread that already exists.
+_RUNS_ON_A_THREAD = (
+    ThreadsAddUserMessageReq,
+    ThreadsRetryAfterItemReq,
+    ThreadsAddClientToolOutputReq,
+    ThreadsAddStructuredInputReq,
+    ThreadsCustomActionReq,
+)
+
+
 @dataclass(frozen=True)
 class ChatKitReply:
-    """A complete JSON or SSE body, or (when streamed) the SSE chunks as they are produced."""
+    """A complete JSON or SSE body, or (for an answer) its server-sent events as they come."""
 
     content_type: str
     body: bytes = b""
-    stream: Iterator[bytes] | None = None
+    stream: AsyncIterator[bytes] | None = None
 
 
 def _title(message: UserMessageItem) -> str | None:
@@ -115,6 +160,10 @@ class HistoryConverter(ThreadItemConverter):
             type="input_text",
             text=f"[The visitor attached {attachment.name} ({attachment.mime_type}); the file is gone.]",
         )
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputTextParam:
+        # An @-mention the site offers in the widget: its label and the data the site gave it.
+        return ResponseInputTextParam(type="input_text", text=f"@{tag.text}: {json.dumps(tag.data)}")
 
     async def hidden_context_to_input(self, item: HiddenContextItem) -> Any:
         if isinstance(item.content, str):
@@ -139,29 +188,71 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: ChatKitContext
     ) -> AsyncIterator[ThreadStreamEvent]:
-        if input_user_message is not None and not thread.title:
-            # The server saves a changed thread and tells the widget, whose history lists it.
-            thread.title = _title(input_user_message)
+        title = _title(input_user_message) if input_user_message is not None and not thread.title else None
+        # Written only where the thread has no title yet, never over one the visitor chose while
+        # the answer ran; the thread object the server saves is left as it is for that reason.
+        titled = title is not None and await database(
+            thread_title_if_untitled, visitor_id=context.visitor_id, thread_id=thread.id, title=title
+        )
+        if titled:
+            yield ThreadUpdatedEvent(
+                thread=self._to_thread_response(thread.model_copy(update={"title": title}))
+            )
         recent = await self.store.load_thread_items(thread.id, None, HISTORY_ITEMS, "desc", context)
         history = await _HISTORY.to_agent_input(list(reversed(recent.data)))
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         client = openai_gateway.async_client()
+        result = Runner.run_streamed(
+            self.agent,
+            history,
+            context=agent_context,
+            run_config=RunConfig(
+                model_provider=OpenAIProvider(openai_client=client),
+                tracing_disabled=not settings.CHATKIT_AGENT_TRACING,
+            ),
+        )
         try:
-            result = Runner.run_streamed(
-                self.agent,
-                history,
-                context=agent_context,
-                run_config=RunConfig(
-                    model_provider=OpenAIProvider(openai_client=client),
-                    tracing_disabled=not settings.CHATKIT_AGENT_TRACING,
-                ),
-            )
             async for event in stream_agent_response(agent_context, result):
                 yield event
         except (InputGuardrailTripwireTriggered, OutputGuardrailTripwireTriggered) as tripped:
             yield self._guardrail_answer(thread, tripped, context)
         finally:
+            # The run goes on in tasks of its own: stopped with the stream, whatever ended it
+            # (the deadline, the visitor leaving, an error). openai-chatkit leaves a task waiting
+            # on the context's event queue when its stream is cancelled; the end marker lets it
+            # finish instead of waiting forever.
+            result.cancel()
+            agent_context._complete()
             await client.close()
+
+    async def handle_stream_cancelled(
+        self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatKitContext
+    ) -> None:
+        """The visitor went away, or the answer ran out of time: what was written is kept, and
+        a cut-off answer says so in the thread and to the agent."""
+        run = context.run
+        if run is None or datetime.now(UTC) < run.claimed_until - CLAIM_MARGIN:
+            await super().handle_stream_cancelled(thread, pending_items, context)
+            return
+        for item in pending_items:
+            if isinstance(item, AssistantMessageItem) and any(part.text.strip() for part in item.content):
+                item.content.append(AssistantMessageContent(text=f"\n\n{CUT_OFF}"))
+                await self.store.add_thread_item(thread.id, item, context=context)
+        await self.store.add_thread_item(
+            thread.id,
+            SDKHiddenContextItem(
+                thread_id=thread.id,
+                created_at=datetime.now(UTC),
+                id=self.store.generate_item_id("sdk_hidden_context", thread, context),
+                content="The previous answer took too long and was stopped; the visitor may ask again.",
+            ),
+            context=context,
+        )
+
+    def _serialize(self, obj: BaseModel) -> bytes:
+        # The SDK stamps what it creates with naive local times; a browser would read those as
+        # its own local time. Sent as UTC, as the stored items are.
+        return super()._serialize(_aware_times(obj))
 
     def _guardrail_answer(
         self,
@@ -197,7 +288,7 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
             raise CustomStreamError(validation_summary(serializer.errors)[0])
         lead = lead_from(serializer.validated_data)
         try:
-            transcript = await context.event_loop.call(
+            transcript = await database(
                 transcript_send,
                 caller=Caller(visitor_id=context.visitor_id, client_ip=context.client_ip),
                 thread_id=thread.id,
@@ -259,37 +350,106 @@ def _refusals() -> Iterator[None]:
         ) from None
 
 
-def _error_chunk() -> bytes:
-    event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
+def _aware_times(model: BaseModel) -> BaseModel:
+    """The model with every naive datetime in it (the SDK's local times) made aware, in UTC."""
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            updates[name] = value.astimezone(UTC)
+        elif isinstance(value, BaseModel):
+            updates[name] = _aware_times(value)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            updates[name] = [
+                _aware_times(entry) if isinstance(entry, BaseModel) else entry for entry in value
+            ]
+    return model.model_copy(update=updates) if updates else model
+
+
+def _error_chunk(message: str | None = None) -> bytes:
+    if message:
+        event = ErrorEvent(code="custom", message=message, allow_retry=True)
+    else:
+        event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
     return b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
-def sse_stream(
-    event_loop: RequestEventLoop, events: Generator[bytes, None, None], first: bytes
-) -> Iterator[bytes]:
-    """The stream after its first event; a failure from here on can only be reported in it."""
+@dataclass(frozen=True)
+class _Finished:
+    error: BaseException | None = None
+
+
+async def _bounded(
+    events: AsyncIterator[bytes], *, deadline: float, heartbeat: float
+) -> AsyncGenerator[bytes, None]:
+    """The answer's events, cut at `deadline` (loop time), with a heartbeat while it is silent.
+
+    The events are produced by a task of their own, so that the SDK's generators run start to
+    end in one task (their context variables need that) and can be cancelled as a whole: when
+    the deadline passes, and when whoever reads this stops (the visitor went away).
+    """
+    queue: asyncio.Queue[bytes | _Finished] = asyncio.Queue(maxsize=64)
+
+    async def produce() -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for chunk in events:
+                    await queue.put(chunk)
+        except TimeoutError:
+            await queue.put(_error_chunk(TIMED_OUT))
+            await queue.put(_Finished())
+        except Exception as exc:
+            await queue.put(_Finished(exc))
+        else:
+            await queue.put(_Finished())
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            # Not asyncio.wait_for: on Python 3.11 it can swallow the cancellation that says the
+            # visitor went away, when a chunk arrives at the same moment.
+            try:
+                async with asyncio.timeout(heartbeat):
+                    chunk = await queue.get()
+            except TimeoutError:
+                yield HEARTBEAT
+                continue
+            if isinstance(chunk, _Finished):
+                if chunk.error is not None:
+                    raise chunk.error
+                return
+            yield chunk
+    finally:
+        producer.cancel()
+        # The run's own clean-up (storing what was written, closing the model call) finishes.
+        with suppress(asyncio.CancelledError):
+            await producer
+
+
+async def _answer(
+    first: bytes, events: AsyncGenerator[bytes, None], finish: Callable[[], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """The stream from its first event; a failure from here on can only be told in it."""
     try:
         yield first
         try:
-            yield from events
+            async for chunk in events:
+                yield chunk
         except Exception:
             logger.exception("The ChatKit stream failed after it started")
             yield _error_chunk()
     finally:
-        events.close()
-        event_loop.close()
+        # Stops the run if it still goes (the visitor went away), then frees the thread.
+        await events.aclose()
+        await finish()
 
 
-def chatkit_request_process(
-    *, visitor_id: str, client_ip: str, body: bytes, stream: bool, locale: str = "en", page_url: str = ""
-) -> ChatKitReply:
-    """Serve one ChatKit protocol request for the visitor.
+def _claim_for(request: Any) -> str | None:
+    """The existing thread whose answer the request runs, if it runs one."""
+    return request.params.thread_id if isinstance(request, _RUNS_ON_A_THREAD) else None
 
-    Everything that can be refused (mode, configuration, a malformed request, another
-    visitor's thread) is refused with an error status before anything is stored. `stream`
-    says whether the host can stream; otherwise the events come back as one complete body.
-    `locale` and `page_url` reach the agent as the managed workflow's state variables did.
-    """
+
+def _refuse_unless_served() -> None:
     if not self_hosted():
         raise NotServedInThisMode(
             "Not found: this service runs managed ChatKit (CHATKIT_MODE=managed); the widget gets "
@@ -298,29 +458,60 @@ def chatkit_request_process(
     missing = settings_missing(names=CHATKIT_SETTINGS)
     if missing:
         raise NotConfigured(missing)
-    rate_limit_consume(limit=CHATKIT_REQUESTS_PER_IP, subject=ip_subject(client_ip))
+
+
+async def chatkit_request_serve(
+    *,
+    visitor_id: str,
+    client_ip: str,
+    body: bytes,
+    locale: str = "en",
+    page_url: str = "",
+    answer_seconds: float | None = None,
+) -> ChatKitReply:
+    """Serve one ChatKit protocol request for the visitor.
+
+    Everything that can be refused (mode, configuration, a malformed request, another
+    visitor's thread, a thread already answering) is refused with an error status before
+    anything is stored. `locale` and `page_url` reach the agent as the managed workflow's
+    state variables did. An answer stops after `answer_seconds` (CHATKIT_AGENT_TIMEOUT_SECONDS
+    unless the host needs it shorter).
+    """
+    _refuse_unless_served()
+    await database(rate_limit_consume, limit=CHATKIT_REQUESTS_PER_IP, subject=ip_subject(client_ip))
     request = _parse(body)
     _check_supported(request)
-    server = SiteChatKitServer(agent_load())
-
-    event_loop = RequestEventLoop()
+    server = SiteChatKitServer(await sync_to_async(agent_load)())
+    seconds = answer_seconds if answer_seconds is not None else settings.CHATKIT_AGENT_TIMEOUT_SECONDS
+    deadline = asyncio.get_running_loop().time() + seconds
+    run = Run(claimed_until=datetime.now(UTC) + timedelta(seconds=seconds) + CLAIM_MARGIN)
     context = ChatKitContext(
-        visitor_id=visitor_id, event_loop=event_loop, client_ip=client_ip, locale=locale, page_url=page_url
+        visitor_id=visitor_id, client_ip=client_ip, locale=locale, page_url=page_url, run=run
     )
-    try:
-        with _refusals():
-            result = event_loop.run(server.process(body, context))
-            if not isinstance(result, NonStreamingResult):
-                # Until the first event the request can still fail with an error status.
-                events = event_loop.iterate(result)
-                first = next(events)
-    except BaseException:
-        event_loop.close()
-        raise
-    if isinstance(result, NonStreamingResult):
-        event_loop.close()
-        return ChatKitReply(content_type="application/json", body=result.json)
-    chunks = sse_stream(event_loop, events, first)
-    if stream:
-        return ChatKitReply(content_type="text/event-stream", stream=chunks)
-    return ChatKitReply(content_type="text/event-stream", body=b"".join(chunks))
+
+    async def finish() -> None:
+        if run.thread_id is not None:
+            await database(thread_run_release, thread_id=run.thread_id)
+
+    with _refusals():
+        thread_id = _claim_for(request)
+        if thread_id is not None:
+            if not await database(
+                thread_run_claim, visitor_id=visitor_id, thread_id=thread_id, until=run.claimed_until
+            ):
+                raise ThreadBusy(THREAD_BUSY)
+            run.thread_id = thread_id
+        try:
+            result = await server.process(body, context)
+            if isinstance(result, NonStreamingResult):
+                await finish()
+                return ChatKitReply(content_type="application/json", body=result.json)
+            events = _bounded(
+                aiter(result), deadline=deadline, heartbeat=settings.CHATKIT_STREAM_HEARTBEAT_SECONDS
+            )
+            # Until the first event the request can still fail with an error status.
+            first = await anext(events)
+        except BaseException:
+            await finish()
+            raise
+    return ChatKitReply(content_type="text/event-stream", stream=_answer(first, events, finish))

@@ -4,15 +4,23 @@ Every read and write filters by the visitor from the signed cookie, so another v
 thread, item or attachment is "not found", exactly like an id that does not exist. Items are
 kept as the JSON the SDK serialises them to, which is also what the transcript mail renders.
 
-The ORM work is plain synchronous functions; the async `Store` methods hand each one to the
-request thread (see `event_loop`).
+The ORM work is plain synchronous functions; the async `Store` methods hand each one to
+Django's thread for synchronous code (asgiref's `sync_to_async`, thread-sensitive): under an
+ASGI server the ChatKit server runs on the server's event loop and the queries on that thread;
+under WSGI the request's own thread runs them, inside the request's transaction.
+
+A thread runs one answer at a time: a request that makes the agent answer on a thread claims
+the thread until the answer ends (`thread_run_claim`), and another request for it meanwhile
+is refused. A claim left by a process that died runs out by itself.
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from chatkit.store import NotFoundError, Store, StoreItemType, default_generate_id
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 from django.db import IntegrityError, models, transaction
@@ -20,7 +28,6 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
-from chatkit_api.event_loop import RequestEventLoop
 from chatkit_api.models import ChatKitAttachment, ChatKitThread, ChatKitThreadItem, char_limit
 
 # The most a client may ask for in one page of threads or items.
@@ -29,6 +36,16 @@ MAX_PAGE_SIZE = 100
 _THREAD_ITEM: TypeAdapter[Any] = TypeAdapter(ThreadItem)
 _ATTACHMENT: TypeAdapter[Any] = TypeAdapter(Attachment)
 _Row = TypeVar("_Row", bound=models.Model)
+T = TypeVar("T")
+
+
+@dataclass
+class Run:
+    """An answer a request makes the agent write: its thread (known once it is created or
+    claimed) and the moment the claim on the thread runs out."""
+
+    claimed_until: datetime
+    thread_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,13 +53,19 @@ class ChatKitContext:
     """What the ChatKit server and the store know about a request: whose it is."""
 
     visitor_id: str
-    event_loop: RequestEventLoop
     # The address the platform saw, which the recap action's rate limits count by.
     client_ip: str = ""
     # What a managed session passed its workflow as state variables, read from the widget's
     # request here: the browser's language and the page the chat is on (see agent.workflow_state).
     locale: str = "en"
     page_url: str = ""
+    # Set when the request makes the agent answer (see `thread_run_claim`).
+    run: Run | None = field(default=None, compare=False)
+
+
+async def database(function: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run a synchronous ORM function from async code, in Django's thread for sync code."""
+    return await sync_to_async(function, thread_sensitive=True)(**kwargs)
 
 
 def _new_id(kind: StoreItemType) -> str:
@@ -111,7 +134,8 @@ def thread_fields(thread: ThreadMetadata) -> dict[str, Any]:
     }
 
 
-def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
+def thread_save(*, visitor_id: str, thread: ThreadMetadata, running_until: datetime | None = None) -> None:
+    """Create or update the visitor's thread; a new one is claimed until `running_until`."""
     fields = thread_fields(thread)
     created_at = fields.pop("created_at")
     updated = ChatKitThread.objects.filter(pk=thread.id, visitor_id=visitor_id).update(
@@ -121,10 +145,52 @@ def thread_save(*, visitor_id: str, thread: ThreadMetadata) -> None:
         return
     try:
         with transaction.atomic():
-            ChatKitThread.objects.create(id=thread.id, visitor_id=visitor_id, created_at=created_at, **fields)
+            ChatKitThread.objects.create(
+                id=thread.id,
+                visitor_id=visitor_id,
+                created_at=created_at,
+                running_until=running_until,
+                **fields,
+            )
     except IntegrityError:
         # The id belongs to another visitor's thread.
         raise NotFoundError(f"Thread {thread.id} not found") from None
+
+
+def thread_title_if_untitled(*, visitor_id: str, thread_id: str, title: str) -> bool:
+    """Give the thread `title` unless it has one, e.g. one the visitor chose meanwhile."""
+    thread = _thread_row(visitor_id, thread_id)
+    if thread.title:
+        return False
+    title = title[: char_limit(ChatKitThread, "title")]
+    data = {**thread.data, "title": title}
+    return bool(
+        ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id, title="").update(
+            title=title, data=data, updated_at=timezone.now()
+        )
+    )
+
+
+def thread_run_claim(*, visitor_id: str, thread_id: str, until: datetime) -> bool:
+    """Claim the visitor's thread for one answer; False while another answer runs on it.
+
+    NotFoundError when the visitor has no such thread.
+    """
+    now = timezone.now()
+    claimed = (
+        ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id)
+        .filter(Q(running_until__isnull=True) | Q(running_until__lt=now))
+        .update(running_until=until)
+    )
+    if claimed:
+        return True
+    if not ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id).exists():
+        raise NotFoundError(f"Thread {thread_id} not found")
+    return False
+
+
+def thread_run_release(*, thread_id: str) -> None:
+    ChatKitThread.objects.filter(pk=thread_id).update(running_until=None)
 
 
 def threads_load(*, visitor_id: str, limit: int, after: str | None, order: str) -> Page[ThreadMetadata]:
@@ -234,7 +300,11 @@ class DjangoStore(Store[ChatKitContext]):
     """The SDK's store interface over the functions above, for the visitor in the context."""
 
     def generate_thread_id(self, context: ChatKitContext) -> str:
-        return _new_id("thread")
+        thread_id = _new_id("thread")
+        if context.run is not None:
+            # The answer this request runs is on the thread it is creating.
+            context.run.thread_id = thread_id
+        return thread_id
 
     def generate_item_id(
         self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatKitContext
@@ -242,25 +312,27 @@ class DjangoStore(Store[ChatKitContext]):
         return _new_id(item_type)
 
     async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
-        return await context.event_loop.call(thread_load, visitor_id=context.visitor_id, thread_id=thread_id)
+        return await database(thread_load, visitor_id=context.visitor_id, thread_id=thread_id)
 
     async def save_thread(self, thread: ThreadMetadata, context: ChatKitContext) -> None:
-        await context.event_loop.call(thread_save, visitor_id=context.visitor_id, thread=thread)
+        run = context.run
+        running_until = run.claimed_until if run is not None and run.thread_id == thread.id else None
+        await database(thread_save, visitor_id=context.visitor_id, thread=thread, running_until=running_until)
 
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: ChatKitContext
     ) -> Page[ThreadMetadata]:
-        return await context.event_loop.call(
+        return await database(
             threads_load, visitor_id=context.visitor_id, limit=limit, after=after, order=order
         )
 
     async def delete_thread(self, thread_id: str, context: ChatKitContext) -> None:
-        await context.event_loop.call(thread_delete, visitor_id=context.visitor_id, thread_id=thread_id)
+        await database(thread_delete, visitor_id=context.visitor_id, thread_id=thread_id)
 
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ChatKitContext
     ) -> Page[ThreadItem]:
-        return await context.event_loop.call(
+        return await database(
             items_load,
             visitor_id=context.visitor_id,
             thread_id=thread_id,
@@ -270,34 +342,22 @@ class DjangoStore(Store[ChatKitContext]):
         )
 
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
-        await context.event_loop.call(
-            item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item
-        )
+        await database(item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item)
 
     async def save_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
-        await context.event_loop.call(
-            item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item
-        )
+        await database(item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item)
 
     async def load_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> ThreadItem:
-        return await context.event_loop.call(
-            item_load, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id
-        )
+        return await database(item_load, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id)
 
     async def delete_thread_item(self, thread_id: str, item_id: str, context: ChatKitContext) -> None:
-        await context.event_loop.call(
-            item_delete, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id
-        )
+        await database(item_delete, visitor_id=context.visitor_id, thread_id=thread_id, item_id=item_id)
 
     async def save_attachment(self, attachment: Attachment, context: ChatKitContext) -> None:
-        await context.event_loop.call(attachment_save, visitor_id=context.visitor_id, attachment=attachment)
+        await database(attachment_save, visitor_id=context.visitor_id, attachment=attachment)
 
     async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
-        return await context.event_loop.call(
-            attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id
-        )
+        return await database(attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id)
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
-        await context.event_loop.call(
-            attachment_delete, visitor_id=context.visitor_id, attachment_id=attachment_id
-        )
+        await database(attachment_delete, visitor_id=context.visitor_id, attachment_id=attachment_id)

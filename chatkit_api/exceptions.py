@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -41,6 +42,14 @@ class NotServedInThisMode(ServiceError):
     status_code = 404
 
 
+class Forbidden(ServiceError):
+    status_code = 403
+
+
+class MethodNotAllowed(ServiceError):
+    status_code = 405
+
+
 class RequestTooLarge(ServiceError):
     status_code = 413
     message = "The request body is too large."
@@ -55,6 +64,12 @@ class InvalidChatKitRequest(ServiceError):
     """A ChatKit protocol request this server cannot read or will not serve."""
 
     status_code = 400
+
+
+class ThreadBusy(ServiceError):
+    """An answer is still being written on the thread; its next message waits for it."""
+
+    status_code = 409
 
 
 class ChatKitItemNotFound(ServiceError):
@@ -117,6 +132,13 @@ class IdempotencyKeyInUse(ServiceError):
 class IdempotencyKeyReused(ServiceError):
     status_code = 422
     message = "This Idempotency-Key was already used with a different request."
+
+
+def service_error_response(exc: ServiceError) -> JsonResponse:
+    """A ServiceError as the JSON reply of a plain Django view, like the API's handler makes it."""
+    if exc.status_code >= 500:
+        logger.warning("%s: %s", type(exc).__name__, exc.message)
+    return JsonResponse({"error": exc.message, **exc.extra}, status=exc.status_code, headers=exc.headers)
 
 
 def error_response(

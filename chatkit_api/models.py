@@ -179,6 +179,11 @@ class ChatKitThread(models.Model):
         blank=True,
         help_text="The last managed item imported; the next import reads on from there.",
     )
+    running_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="An answer is being written on the thread until it ends, at the latest until then.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -174,7 +174,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # An upstream error body or a backend's exception can quote a credential.
-    "filters": {"redact_secrets": {"()": "chatkit_api.redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "chatkit_api.redaction.RedactSecretsFilter"},
+        "ended_iterator_tasks": {"()": "chatkit_api.log_filters.EndedIteratorTaskFilter"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
@@ -184,6 +187,7 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # At DEBUG botocore logs each signed request with its headers, the session token too.
         "botocore": {"level": "INFO"},
+        "asyncio": {"filters": ["ended_iterator_tasks"]},
     },
 }
 
@@ -255,9 +259,13 @@ CHATKIT_AGENT = env_str("CHATKIT_AGENT", "chatkit_api.agent:default_agent")
 CHATKIT_AGENT_MODEL = env_str("CHATKIT_AGENT_MODEL")
 CHATKIT_AGENT_INSTRUCTIONS = env_str("CHATKIT_AGENT_INSTRUCTIONS")
 CHATKIT_AGENT_INSTRUCTIONS_FILE = env_str("CHATKIT_AGENT_INSTRUCTIONS_FILE")
-# Seconds the agent's model may take to start or continue its answer (OPENAI_TIMEOUT_SECONDS
-# is for the quick API calls of managed mode).
-CHATKIT_AGENT_TIMEOUT_SECONDS = env_int("CHATKIT_AGENT_TIMEOUT_SECONDS", 60)
+# Seconds a whole answer may take, model calls, retries, tools and handoffs together; past it
+# the answer stops with an error event (OPENAI_TIMEOUT_SECONDS is for the quick API calls of
+# managed mode).
+CHATKIT_AGENT_TIMEOUT_SECONDS = env_positive_int("CHATKIT_AGENT_TIMEOUT_SECONDS", 60)
+# While the agent is silent the stream sends a comment this often, so that proxies keep the
+# connection open and a visitor who left is noticed.
+CHATKIT_STREAM_HEARTBEAT_SECONDS = env_positive_int("CHATKIT_STREAM_HEARTBEAT_SECONDS", 5)
 # Traces of agent runs (which contain the conversation) go to OpenAI's Traces dashboard only
 # when this is on.
 CHATKIT_AGENT_TRACING = env_bool("CHATKIT_AGENT_TRACING", False)

@@ -1,5 +1,7 @@
 """Agents for the self-hosted tests, named by CHATKIT_AGENT as a site's own agent would be."""
 
+import asyncio
+
 from agents import Agent, RunContextWrapper, StopAtTools, function_tool
 from chatkit.agents import AgentContext, ClientToolCall
 
@@ -34,3 +36,14 @@ not_an_agent = "a string"
 async def run_workflow(workflow_input: object) -> dict[str, str]:
     """Shaped like the entry point of an Agent Builder export, which CHATKIT_AGENT must not name."""
     return {"output_text": ""}
+
+
+@function_tool
+async def check_calendar(day: str) -> str:
+    """Look up free slots on a day; this one never answers, like a backend that hangs."""
+    await asyncio.Event().wait()
+    return "never"
+
+
+def calendar_agent() -> Agent:
+    return Agent(name="Booking assistant", instructions=INSTRUCTIONS, model=MODEL, tools=[check_calendar])

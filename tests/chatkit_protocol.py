@@ -5,12 +5,15 @@ streamed answers are parsed from their server-sent events.
 """
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from asgiref.sync import async_to_sync
 from django.http import HttpResponseBase
-from django.test import Client
+from django.test import AsyncClient, Client
 
 CHATKIT_URL = "/api/chatkit"
+T = TypeVar("T")
 
 
 def user_input(text: str, *, quoted_text: str | None = None) -> dict[str, Any]:
@@ -31,23 +34,62 @@ def sse_events(body: bytes) -> list[dict[str, Any]]:
     return events
 
 
+def _header_names(environ_style: dict[str, str]) -> dict[str, str]:
+    """`HTTP_ACCEPT_LANGUAGE` as the header it stands for, `accept-language`."""
+    return {
+        name.removeprefix("HTTP_").replace("_", "-").lower(): value for name, value in environ_style.items()
+    }
+
+
 def body_of(response: HttpResponseBase) -> bytes:
-    # The test client closes a streamed response once its content has been read.
-    if response.streaming:  # type: ignore[attr-defined]
-        return b"".join(response.streaming_content)  # type: ignore[attr-defined]
-    return response.content  # type: ignore[attr-defined]
+    # A streamed answer was read whole by ChatKitBrowser, on the loop that produced it.
+    return getattr(response, "streamed_body", None) or response.content  # type: ignore[attr-defined]
 
 
 class ChatKitBrowser:
-    """One visitor's browser: keeps the cookie /api/chatkit gives it."""
+    """One visitor's browser: keeps the cookie /api/chatkit gives it.
+
+    `/api/chatkit` is called as an ASGI server calls it (Django's async test client), so that
+    answers stream as they do in production; `client` calls the other endpoints with the same
+    cookies.
+    """
 
     def __init__(self, **headers: str) -> None:
         # A browser sends the page's Origin with every POST; the widget's page is the API's.
-        self.client = Client(**{"HTTP_ORIGIN": "http://testserver", **headers})
+        defaults = {"HTTP_ORIGIN": "http://testserver", **headers}
+        self.client = Client(**defaults)
+        self.headers = _header_names(defaults)
+        self.async_client = AsyncClient()
+        self.async_client.cookies = self.client.cookies
+
+    def post_body(self, body: str | bytes, **headers: str) -> HttpResponseBase:
+        """POST a raw body to /api/chatkit, with `HTTP_...` headers; a streamed reply is read whole."""
+
+        async def read_whole(response: HttpResponseBase) -> None:
+            chunks = [chunk async for chunk in response.streaming_content]  # type: ignore[attr-defined]
+            response.streamed_body = b"".join(chunks)  # type: ignore[attr-defined]
+
+        return self.post_reading(body, read_whole, **headers)[0]
+
+    def post_reading(
+        self, body: str | bytes, reader: Callable[[HttpResponseBase], Awaitable[T]], **headers: str
+    ) -> tuple[HttpResponseBase, T | None]:
+        """POST a raw body and give a streamed reply to `reader` while it is produced, on the
+        event loop that produces it (as an ASGI server reads it)."""
+
+        async def exchange() -> tuple[HttpResponseBase, T | None]:
+            response = await self.async_client.post(
+                CHATKIT_URL,
+                body,
+                content_type="application/json",
+                headers={**self.headers, **_header_names(headers)},
+            )
+            return response, (await reader(response) if response.streaming else None)
+
+        return async_to_sync(exchange)()
 
     def post(self, type: str, **params: Any) -> HttpResponseBase:
-        body = {"type": type, "params": params, "metadata": {}}
-        return self.client.post(CHATKIT_URL, json.dumps(body), content_type="application/json")
+        return self.post_body(json.dumps({"type": type, "params": params, "metadata": {}}))
 
     def call(self, type: str, **params: Any) -> Any:
         """A request answered with JSON; fails the test on an error status."""

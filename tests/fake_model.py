@@ -81,16 +81,26 @@ class Fail:
     message: str
 
 
+@dataclass
+class Stall:
+    """Start the answer with `text`, then never finish it, as a model that hangs mid-answer."""
+
+    text: str
+
+
+Step = Say | CallTool | Wait | Fail | Stall
+
+
 class ScriptedModel(Model):
     def __init__(self) -> None:
-        self.script: deque[Say | CallTool | Wait | Fail] = deque()
+        self.script: deque[Step] = deque()
         self.calls: list[ModelCall] = []
 
     def reset(self) -> None:
         self.script.clear()
         self.calls.clear()
 
-    def _next_step(self, call: ModelCall) -> Say | CallTool | Wait | Fail:
+    def _next_step(self, call: ModelCall) -> Step:
         if self.script:
             return self.script.popleft()
         last = call.texts("user")[-1] if call.texts("user") else ""
@@ -102,7 +112,7 @@ class ScriptedModel(Model):
         self.calls.append(call)
         return call
 
-    async def _resolve(self, step: Say | CallTool | Wait | Fail) -> Say | CallTool:
+    async def _resolve(self, step: Step) -> Say | CallTool | Stall:
         if isinstance(step, Fail):
             raise RuntimeError(step.message)
         if isinstance(step, Wait):
@@ -120,6 +130,11 @@ class ScriptedModel(Model):
         self, system_instructions, input, model_settings, tools, *args, **kwargs
     ) -> AsyncIterator[Any]:
         step = await self._resolve(self._next_step(self._record(system_instructions, input, tools)))
+        if isinstance(step, Stall):
+            # The answer's first events, without its end; then nothing, until cancelled.
+            for event in _stream_events(Say(step.text))[:-4]:
+                yield event
+            await asyncio.Event().wait()
         for event in _stream_events(step):
             yield event
 

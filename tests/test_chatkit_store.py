@@ -5,11 +5,11 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from asgiref.sync import async_to_sync
 from chatkit.store import NotFoundError
 from chatkit.types import FileAttachment, ThreadMetadata, UserMessageItem
 
-from chatkit_api.chatkit_store import ChatKitContext, DjangoStore
-from chatkit_api.event_loop import RequestEventLoop
+from chatkit_api.chatkit_store import ChatKitContext, DjangoStore, database
 from chatkit_api.models import ChatKitAttachment, ChatKitThread
 
 pytestmark = pytest.mark.django_db
@@ -18,23 +18,25 @@ WHEN = datetime(2026, 11, 25, 16, 49, tzinfo=UTC)
 
 
 @pytest.fixture
-def event_loop_for_request():
-    event_loop = RequestEventLoop()
-    yield event_loop
-    event_loop.close()
-
-
-@pytest.fixture
 def store():
     return DjangoStore()
 
 
-def context_for(event_loop, visitor_id):
-    return ChatKitContext(visitor_id=visitor_id, event_loop=event_loop)
+def context_for(visitor_id):
+    return ChatKitContext(visitor_id=visitor_id)
 
 
-def test_ids_keep_the_sdk_prefixes_and_are_long_enough_to_be_unique(store, event_loop_for_request):
-    context = context_for(event_loop_for_request, "visitor_a")
+def run(awaitable):
+    """Await from this test's thread, as a WSGI request's async view is run."""
+
+    async def awaited():
+        return await awaitable
+
+    return async_to_sync(awaited)()
+
+
+def test_ids_keep_the_sdk_prefixes_and_are_long_enough_to_be_unique(store):
+    context = context_for("visitor_a")
     thread = ThreadMetadata(id="thr_x", created_at=WHEN)
 
     assert re.fullmatch(r"thr_[0-9a-f]{32}", store.generate_thread_id(context))
@@ -42,24 +44,23 @@ def test_ids_keep_the_sdk_prefixes_and_are_long_enough_to_be_unique(store, event
     assert re.fullmatch(r"tc_[0-9a-f]{32}", store.generate_item_id("tool_call", thread, context))
 
 
-def test_the_database_work_runs_on_the_requests_thread(store, event_loop_for_request):
-    context = context_for(event_loop_for_request, "visitor_a")
+def test_the_database_work_runs_on_the_requests_thread(store):
+    context = context_for("visitor_a")
     seen = []
 
     def where():
         seen.append(threading.current_thread())
 
-    event_loop_for_request.run(store.save_thread(ThreadMetadata(id="thr_1", created_at=WHEN), context))
-    event_loop_for_request.run(context.event_loop.call(where))
+    run(store.save_thread(ThreadMetadata(id="thr_1", created_at=WHEN), context))
+    run(database(where))
 
     assert seen == [threading.current_thread()]
     assert ChatKitThread.objects.get().visitor_id == "visitor_a"
 
 
-def test_attachments_belong_to_one_visitor(store, event_loop_for_request):
-    run = event_loop_for_request.run
-    alice = context_for(event_loop_for_request, "visitor_alice")
-    mallory = context_for(event_loop_for_request, "visitor_mallory")
+def test_attachments_belong_to_one_visitor(store):
+    alice = context_for("visitor_alice")
+    mallory = context_for("visitor_mallory")
     run(store.save_thread(ThreadMetadata(id="thr_alice", created_at=WHEN), alice))
     attachment = FileAttachment(
         id="atc_1", name="invoice.pdf", mime_type="application/pdf", thread_id="thr_alice"
@@ -79,10 +80,9 @@ def test_attachments_belong_to_one_visitor(store, event_loop_for_request):
     assert not ChatKitAttachment.objects.exists()
 
 
-def test_a_thread_id_of_another_visitor_cannot_be_saved_over(store, event_loop_for_request):
-    run = event_loop_for_request.run
-    alice = context_for(event_loop_for_request, "visitor_alice")
-    mallory = context_for(event_loop_for_request, "visitor_mallory")
+def test_a_thread_id_of_another_visitor_cannot_be_saved_over(store):
+    alice = context_for("visitor_alice")
+    mallory = context_for("visitor_mallory")
     run(store.save_thread(ThreadMetadata(id="thr_1", title="Alice's", created_at=WHEN), alice))
 
     with pytest.raises(NotFoundError):
@@ -92,9 +92,8 @@ def test_a_thread_id_of_another_visitor_cannot_be_saved_over(store, event_loop_f
     assert (thread.visitor_id, thread.title) == ("visitor_alice", "Alice's")
 
 
-def test_pages_do_not_skip_or_repeat_threads_started_at_the_same_moment(store, event_loop_for_request):
-    run = event_loop_for_request.run
-    context = context_for(event_loop_for_request, "visitor_a")
+def test_pages_do_not_skip_or_repeat_threads_started_at_the_same_moment(store):
+    context = context_for("visitor_a")
     ids = [f"thr_{n}" for n in range(5)]
     for thread_id in ids:
         run(store.save_thread(ThreadMetadata(id=thread_id, created_at=WHEN), context))
@@ -111,9 +110,8 @@ def test_pages_do_not_skip_or_repeat_threads_started_at_the_same_moment(store, e
     assert len(seen) == len(set(seen))
 
 
-def test_saving_an_item_again_replaces_it(store, event_loop_for_request):
-    run = event_loop_for_request.run
-    context = context_for(event_loop_for_request, "visitor_a")
+def test_saving_an_item_again_replaces_it(store):
+    context = context_for("visitor_a")
     run(store.save_thread(ThreadMetadata(id="thr_1", created_at=WHEN), context))
 
     def message(text):
@@ -134,12 +132,11 @@ def test_saving_an_item_again_replaces_it(store, event_loop_for_request):
     assert stored.data["content"] == [{"type": "input_text", "text": "edited"}]
     assert run(store.load_item("thr_1", "msg_1", context)).content[0].text == "edited"
     with pytest.raises(NotFoundError):
-        run(store.load_item("thr_1", "msg_1", context_for(event_loop_for_request, "visitor_b")))
+        run(store.load_item("thr_1", "msg_1", context_for("visitor_b")))
 
 
-def test_page_size_is_capped(store, event_loop_for_request):
-    run = event_loop_for_request.run
-    context = context_for(event_loop_for_request, "visitor_a")
+def test_page_size_is_capped(store):
+    context = context_for("visitor_a")
     for n in range(105):
         run(store.save_thread(ThreadMetadata(id=f"thr_{n:03d}", created_at=WHEN), context))
 

@@ -1,13 +1,15 @@
 """`POST /api/chatkit`: the real openai-chatkit server and Agents SDK, driven like the widget does."""
 
+import asyncio
 import json
 import threading
+from contextlib import suppress
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import Client
 
-from chatkit_api.chatkit_server import sse_stream
-from chatkit_api.event_loop import RequestEventLoop
+from chatkit_api.chatkit_server import HEARTBEAT, _answer
 from chatkit_api.models import ChatKitThread, ChatKitThreadItem
 from tests.chatkit_agents import INSTRUCTIONS
 from tests.chatkit_protocol import (
@@ -228,41 +230,84 @@ def test_a_forged_cookie_is_a_new_visitor(self_hosted, settings):
 # --- streaming, buffering, Lambda -------------------------------------------------
 
 
+def create_body(text):
+    return json.dumps({"type": "threads.create", "params": {"input": user_input(text)}, "metadata": {}})
+
+
 def test_events_reach_the_client_while_the_agent_is_still_working(self_hosted):
     release = threading.Event()
     self_hosted.script.append(Wait(release, then=Say("Done thinking.")))
-    response = ChatKitBrowser().post("threads.create", input=user_input("hello"))
-    chunks = iter(response.streaming_content)
 
-    first = sse_events(next(chunks))
+    async def read(response):
+        chunks = aiter(response.streaming_content)
+        first = sse_events(await anext(chunks))
+        answered_before_release = release.is_set()
+        release.set()
+        return first, answered_before_release, b"".join([chunk async for chunk in chunks])
+
+    _, (first, answered_before_release, rest) = ChatKitBrowser().post_reading(create_body("hello"), read)
+
     assert first[0]["type"] == "thread.created"
-    assert not release.is_set()
-    release.set()
-    rest = sse_events(b"".join(chunks))
-
-    assert assistant_texts(rest) == ["Done thinking."]
+    assert not answered_before_release
+    assert assistant_texts(sse_events(rest)) == ["Done thinking."]
 
 
-# Closing the response fires request_finished, which closes a connection that is inside a
-# test's transaction: this test commits instead, like a real request.
+def test_a_silent_agent_keeps_the_connection_with_comments(self_hosted, settings):
+    settings.CHATKIT_STREAM_HEARTBEAT_SECONDS = 1
+    release = threading.Event()
+    self_hosted.script.append(Wait(release, then=Say("There you are.")))
+
+    async def read(response):
+        chunks = []
+        async for chunk in response.streaming_content:
+            chunks.append(chunk)
+            if chunk == HEARTBEAT:
+                release.set()
+        return chunks
+
+    _, chunks = ChatKitBrowser().post_reading(create_body("hello"), read)
+
+    assert HEARTBEAT in chunks
+    events = sse_events(b"".join(chunk for chunk in chunks if chunk != HEARTBEAT))
+    assert assistant_texts(events) == ["There you are."]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_client_leaving_mid_answer_stops_the_run_and_records_it(self_hosted):
-    release = threading.Event()
-    self_hosted.script.append(Wait(release, then=Say("never sent")))
-    response = ChatKitBrowser().post("threads.create", input=user_input("hello"))
-    chunks = iter(response.streaming_content)
-    while "stream_options" not in next(chunks).decode():
-        pass
+    async def leave(response):
+        started = asyncio.Event()
 
-    # What the WSGI server does when the browser goes away.
-    response.close()
-    release.set()
+        async def send():
+            async for chunk in response.streaming_content:
+                if b"stream_options" in chunk:
+                    started.set()
 
-    thread = ChatKitThread.objects.get()
-    items = list(thread.items.values_list("type", flat=True))
-    assert items == ["user_message", "sdk_hidden_context"]
-    assert "cancelled" in thread.items.get(type="sdk_hidden_context").data["content"]
-    assert not [t for t in threading.enumerate() if t.name == "chatkit-event-loop"]
+        # What Django's ASGI handler does when the browser goes away: it cancels the task that
+        # sends the response.
+        sender = asyncio.create_task(send())
+        await started.wait()
+        # Mid-answer: the model has been asked and is still writing.
+        while len(self_hosted.calls) < calls_before + 1:
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        with suppress(asyncio.CancelledError):
+            await sender
+        return [repr(task)[:200] for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+
+    for _ in range(2):
+        self_hosted.script.append(Wait(threading.Event(), then=Say("never sent")))
+        calls_before = len(self_hosted.calls)
+        _, left_running = ChatKitBrowser().post_reading(create_body("hello"), leave)
+        # Nothing of the run goes on: no task is left on the loop.
+        assert left_running == []
+
+    assert ChatKitThread.objects.count() == 2
+    for thread in ChatKitThread.objects.all():
+        items = list(thread.items.values_list("type", flat=True))
+        assert items == ["user_message", "sdk_hidden_context"]
+        assert "cancelled" in thread.items.get(type="sdk_hidden_context").data["content"]
+        assert thread.running_until is None
+    assert len(self_hosted.calls) == 2
 
 
 def test_without_streaming_the_same_events_come_back_whole(self_hosted, settings):
@@ -429,16 +474,24 @@ def test_the_agent_setting_may_name_an_agent_object(self_hosted, settings):
 
 
 def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(caplog):
-    def events():
+    finished = []
+
+    async def events():
         yield b"data: {}\n\n"
         raise RuntimeError("database went away")
 
-    event_loop = RequestEventLoop()
-    chunks = list(sse_stream(event_loop, events(), b'data: {"type":"thread.created"}\n\n'))
+    async def finish():
+        finished.append(True)
+
+    async def read():
+        stream = _answer(b'data: {"type":"thread.created"}\n\n', events(), finish)
+        return [chunk async for chunk in stream]
+
+    chunks = async_to_sync(read)()
 
     assert sse_events(b"".join(chunks))[-1] == {"type": "error", "code": "stream.error", "allow_retry": True}
     assert "database went away" in caplog.text
-    assert not [thread for thread in threading.enumerate() if thread.name == "chatkit-event-loop"]
+    assert finished == [True]
 
 
 @pytest.mark.parametrize("origin", [None, "https://evil.example", "null"])
