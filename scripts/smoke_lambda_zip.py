@@ -7,13 +7,16 @@ with real event shapes by the Lambda Python version, against the fake ChatKit AP
 tests use. Exits non-zero, saying what failed, if the artefact does not work.
 """
 
+import http.client
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -87,6 +90,79 @@ def aws_endpoints(python: list[str], cwd: Path) -> dict:
     return json.loads(run.stdout)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def streaming_function(task_root: Path, environment: dict[str, str]) -> dict:
+    """Start the package's `serve`, as AWS Lambda Web Adapter starts the streaming function's
+    handler, and ask it what the adapter asks: its readiness, then a ChatKit answer."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as bin_dir:
+        # The handler runs `python3`: on Lambda, the runtime's.
+        (Path(bin_dir) / "python3").symlink_to(shutil.which(lambda_python_command()[0]) or "")
+        server = subprocess.Popen(
+            ["./serve"],
+            cwd=task_root,
+            env={**environment, "PATH": f"{bin_dir}:{environment['PATH']}", "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    connection.request("GET", "/")
+                    ready = connection.getresponse()
+                    ready.read()
+                    readiness = ready.status
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        server.kill()
+                        _, errors = server.communicate()
+                        raise SystemExit(f"FAILED: serve did not start:\n{errors.decode()}") from None
+                    time.sleep(0.2)
+            body = json.dumps(
+                {
+                    "type": "threads.create",
+                    "params": {
+                        "input": {
+                            "content": [{"type": "input_text", "text": "Hello from the adapter"}],
+                            "attachments": [],
+                            "inference_options": {},
+                        }
+                    },
+                }
+            )
+            connection.request(
+                "POST",
+                "/api/chatkit",
+                body,
+                # As the adapter passes on a Function URL's request: HTTPS at the edge.
+                {
+                    "Content-Type": "application/json",
+                    "Origin": f"https://127.0.0.1:{port}",
+                    "X-Forwarded-Proto": "https",
+                },
+            )
+            answer = connection.getresponse()
+            result = {
+                "readiness": readiness,
+                "status": answer.status,
+                "content_type": answer.getheader("Content-Type"),
+                "body": answer.read().decode(),
+            }
+            connection.close()
+            return result
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
 def make_read_only(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         mode = path.stat().st_mode
@@ -108,6 +184,13 @@ def main() -> None:
         with zipfile.ZipFile(archive) as package:
             package.extractall(task_root)
             package_files = [name for name in package.namelist() if name.startswith("staticfiles/")]
+            # Lambda keeps the modes the zip records (zipfile does not): the streaming
+            # function's handler must be executable.
+            for entry in package.infolist():
+                if entry.external_attr >> 16:
+                    (task_root / entry.filename).chmod(entry.external_attr >> 16 & 0o777)
+            serve_mode = package.getinfo("serve").external_attr >> 16
+        check(bool(serve_mode & 0o111), "the streaming function's handler, serve, is executable")
         unpacked = sum(path.stat().st_size for path in task_root.rglob("*") if path.is_file())
         check(
             unpacked < LAMBDA_UNPACKED_LIMIT,
@@ -178,6 +261,21 @@ def main() -> None:
             f"SES and STS endpoints resolve as with botocore's full data ({len(full_data) - 1} checked)",
         )
         print(f"handler import took {report['import_seconds']:.2f}s")
+        served = streaming_function(
+            task_root, {**environment, "CHATKIT_MODE": "self_hosted", "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+        )
+        check(
+            served["readiness"] < 500,
+            f"serve answers the adapter's readiness check (got {served['readiness']})",
+        )
+        check(
+            served["status"] == 200 and served["content_type"] == "text/event-stream",
+            f"serve streams a ChatKit answer (got {served['status']} {served['content_type']})",
+        )
+        check(
+            "Echo: Hello from the adapter" in served["body"],
+            "the streamed answer comes from the agent's model",
+        )
         sqlite.unlink(missing_ok=True)
     finally:
         fake.stop()
