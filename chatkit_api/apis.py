@@ -212,6 +212,18 @@ async def chatkit(request: HttpRequest) -> HttpResponseBase:
     """
     # Imported here: the ChatKit and Agents SDKs take about a second to import, which a
     # managed deployment should not pay at every cold start.
+    from chatkit_api.chatkit_server import chatkit_loop_end
+
+    if isinstance(request, ASGIRequest):
+        return await _chatkit_reply(request)
+    # Under WSGI the request runs on an event loop of its own, which ends with it.
+    try:
+        return await _chatkit_reply(request)
+    finally:
+        await chatkit_loop_end()
+
+
+async def _chatkit_reply(request: HttpRequest) -> HttpResponseBase:
     from chatkit_api.chatkit_server import chatkit_request_serve
 
     try:

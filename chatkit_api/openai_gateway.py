@@ -12,6 +12,7 @@ a session needs two fields, and a thread item of a type the SDK does not know ye
 still reach the mail.
 """
 
+import asyncio
 import functools
 import logging
 import ssl
@@ -67,22 +68,49 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
-def async_client() -> openai.AsyncOpenAI:
-    """A new async client for one answer of the self-hosted agent, from the same settings.
+# The self-hosted agent's clients, one per event loop, with the settings each was built from.
+_async_clients: dict[asyncio.AbstractEventLoop, tuple[tuple[Any, ...], openai.AsyncOpenAI]] = {}
 
-    One per answer: its connections belong to the event loop that opened them, and under WSGI
-    every request has a loop of its own; what is costly to build (the TLS context) is shared.
-    The answer's own deadline (CHATKIT_AGENT_TIMEOUT_SECONDS) bounds every read.
+
+def async_client() -> openai.AsyncOpenAI:
+    """The self-hosted agent's async client for the running event loop, from the same settings.
+
+    Under the ASGI server every answer runs on the server's one loop, and they share a client
+    and its open connections: a new connection to OpenAI costs each answer a TLS handshake. A
+    client's connections belong to the loop that opened them; under WSGI each request runs a
+    loop of its own, and closes its client with async_client_close() before the loop ends. The
+    answer's own deadline (CHATKIT_AGENT_TIMEOUT_SECONDS) bounds every read.
     """
     if not settings.OPENAI_API_KEY:
         raise NotConfigured(["OPENAI_API_KEY"])
-    return openai.AsyncOpenAI(
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL,
-        timeout=float(settings.CHATKIT_AGENT_TIMEOUT_SECONDS),
-        max_retries=settings.OPENAI_MAX_RETRIES,
-        http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
+    options = (
+        settings.OPENAI_API_KEY,
+        settings.OPENAI_BASE_URL,
+        float(settings.CHATKIT_AGENT_TIMEOUT_SECONDS),
+        settings.OPENAI_MAX_RETRIES,
     )
+    for ended in [loop for loop in _async_clients if loop.is_closed()]:
+        del _async_clients[ended]
+    loop = asyncio.get_running_loop()
+    built = _async_clients.get(loop)
+    if built is None or built[0] != options:
+        api_key, base_url, timeout, max_retries = options
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
+        )
+        built = _async_clients[loop] = (options, client)
+    return built[1]
+
+
+async def async_client_close() -> None:
+    """Close the running loop's client, if it has one: before a request's own loop ends."""
+    built = _async_clients.pop(asyncio.get_running_loop(), None)
+    if built is not None:
+        await built[1].close()
 
 
 def _upstream_error(action: str, exc: openai.OpenAIError) -> UpstreamError:

@@ -12,6 +12,8 @@ from asgiref.sync import async_to_sync
 from django.http import HttpResponseBase
 from django.test import AsyncClient, Client
 
+from chatkit_api import openai_gateway
+
 CHATKIT_URL = "/api/chatkit"
 T = TypeVar("T")
 
@@ -84,7 +86,11 @@ class ChatKitBrowser:
                 content_type="application/json",
                 headers={**self.headers, **_header_names(headers)},
             )
-            return response, (await reader(response) if response.streaming else None)
+            try:
+                return response, (await reader(response) if response.streaming else None)
+            finally:
+                # Unlike an ASGI server's, this loop ends with the request.
+                await openai_gateway.async_client_close()
 
         return async_to_sync(exchange)()
 

@@ -22,6 +22,8 @@ from tests.browser import chromium
 from tests.chatkit_agents import MODEL
 from tests.fake_chatkit import API_KEY, FakeChatKit
 from tests.fake_model import ScriptedModel
+from tests.fake_responses import FakeResponses
+from tests.loopback import served_on_loopback
 
 SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
@@ -182,6 +184,23 @@ def self_hosted(fake_chatkit: FakeChatKit, settings) -> Iterator[ScriptedModel]:
     MODEL.reset()
     yield MODEL
     MODEL.reset()
+
+
+@pytest.fixture
+def fake_responses(settings) -> Iterator[FakeResponses]:
+    """Self-hosted mode with the default agent, whose model calls a fake Responses API over HTTP
+    through the real `openai` client."""
+    fake = FakeResponses()
+    with served_on_loopback(fake) as port:
+        settings.CHATKIT_MODE = "self_hosted"
+        settings.CHATKIT_AGENT = "chatkit_api.agent:default_agent"
+        settings.CHATKIT_AGENT_MODEL = "gpt-4.1-mini"
+        settings.CHATKIT_STREAM_RESPONSES = True
+        settings.CHATKIT_AGENT_TRACING = False
+        settings.OPENAI_API_KEY = API_KEY
+        settings.OPENAI_BASE_URL = f"http://127.0.0.1:{port}/v1"
+        settings.OPENAI_MAX_RETRIES = 0
+        yield fake
 
 
 @pytest.fixture

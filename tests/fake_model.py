@@ -132,10 +132,10 @@ class ScriptedModel(Model):
         step = await self._resolve(self._next_step(self._record(system_instructions, input, tools)))
         if isinstance(step, Stall):
             # The answer's first events, without its end; then nothing, until cancelled.
-            for event in _stream_events(Say(step.text))[:-4]:
+            for event in response_stream_events(Say(step.text))[:-4]:
                 yield event
             await asyncio.Event().wait()
-        for event in _stream_events(step):
+        for event in response_stream_events(step):
             yield event
 
 
@@ -158,7 +158,7 @@ def _output_item(step: Say | CallTool) -> Any:
     )
 
 
-def _stream_events(step: Say | CallTool) -> list[Any]:
+def response_stream_events(step: Say | CallTool) -> list[Any]:
     """The Responses API events a real model would stream for this step."""
     sequence = iter(range(1_000))
     done = _output_item(step)

@@ -3,19 +3,19 @@ it: answers stream while the agent writes them, and the pages and their files ar
 
 import http.client
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connections
 
+from chatkit_api import openai_gateway
 from chatkit_site.asgi import application
-from tests.chatkit_protocol import assistant_texts, sse_events, user_input
+from tests.chatkit_protocol import assistant_texts, sse_events, thread_id_of, user_input
 from tests.fake_model import Say, Wait
+from tests.fake_responses import ANSWER
+from tests.loopback import served_on_loopback
 
 # The server answers from threads of its own, with connections of their own: data is committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,25 +25,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def served(settings) -> Iterator[int]:
     """uvicorn serving the ASGI application on a free loopback port; the port."""
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     # The server's requests close their connections as in production (the suite keeps its own
     # open), so that none outlives the test.
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
     database = connections.settings["default"]
     max_age, database["CONN_MAX_AGE"] = database["CONN_MAX_AGE"], 0
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    # The server's loop ends with the test, and the answers' OpenAI client with it.
+    with served_on_loopback(application, before_stop=openai_gateway.async_client_close) as port:
+        yield port
     database["CONN_MAX_AGE"] = max_age
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
@@ -96,3 +86,29 @@ def test_pages_and_their_files_are_served(served, settings):
     assert "<openai-chatkit" in page_body
     assert script.status == 200
     assert b"withPageAddress" in script_body
+
+
+def _ask(port: int, body: dict, cookie: str = "") -> tuple[list[dict], str]:
+    """One ChatKit request to the server; its events and the visitor cookie it set."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+    if cookie:
+        headers["Cookie"] = cookie
+    connection.request("POST", "/api/chatkit", json.dumps(body), headers)
+    response = connection.getresponse()
+    events = sse_events(response.read())
+    connection.close()
+    assert response.status == 200
+    return events, (response.getheader("Set-Cookie") or "").partition(";")[0] or cookie
+
+
+def test_answers_share_one_openai_client_and_its_connection(served, fake_responses):
+    # A connection to OpenAI costs a TLS handshake: answers on the server's loop keep theirs.
+    first, cookie = _ask(served, {"type": "threads.create", "params": {"input": user_input("Pads?")}})
+    thread_id = thread_id_of(first)
+    params = {"thread_id": thread_id, "input": user_input("Discs?")}
+    second, _ = _ask(served, {"type": "threads.add_user_message", "params": params}, cookie)
+
+    assert assistant_texts(first) == assistant_texts(second) == [ANSWER]
+    assert len(fake_responses.connections) == 2
+    assert len(set(fake_responses.connections)) == 1

@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import Client
 
+from chatkit_api import openai_gateway
 from chatkit_api.chatkit_server import HEARTBEAT, _answer
 from chatkit_api.models import ChatKitThread, ChatKitThreadItem
 from tests.chatkit_agents import INSTRUCTIONS
@@ -23,6 +24,7 @@ from tests.chatkit_protocol import (
     user_input,
 )
 from tests.fake_model import CallTool, Fail, Say, Wait
+from tests.fake_responses import ANSWER
 
 pytestmark = pytest.mark.django_db
 
@@ -323,6 +325,21 @@ def test_without_streaming_the_same_events_come_back_whole(self_hosted, settings
     events = sse_events(response.content)
     assert events[0]["type"] == "thread.created"
     assert assistant_texts(events) == ["You said: hello"]
+
+
+def test_under_wsgi_an_answer_closes_its_openai_client_with_its_event_loop(fake_responses):
+    # A WSGI server (apig-wsgi on Lambda) runs each request on an event loop of its own; a
+    # client kept past it would hold connections no loop can use or close.
+    response = Client(HTTP_ORIGIN="http://testserver").post(
+        CHATKIT_URL,
+        json.dumps({"type": "threads.create", "params": {"input": user_input("Pads?")}}),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    assert assistant_texts(sse_events(response.content)) == [ANSWER]
+    assert len(fake_responses.connections) == 1
+    assert openai_gateway._async_clients == {}
 
 
 def test_streamed_replies_ask_proxies_not_to_buffer(self_hosted):

@@ -1,0 +1,44 @@
+"""ASGI applications served by a real uvicorn on a free loopback port, in a thread."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served_on_loopback(
+    application: Any, before_stop: Callable[[], Awaitable[None]] | None = None
+) -> Iterator[int]:
+    """uvicorn serving `application` until the block ends; the port. `before_stop` runs on the
+    server's event loop before it stops (to close what the application keeps open on it)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        if before_stop is not None:
+            asyncio.run_coroutine_threadsafe(before_stop(), loop).result(timeout=10)
+        server.should_exit = True
+        thread.join(timeout=10)
+        loop.close()
