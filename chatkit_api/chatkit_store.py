@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from chatkit.store import NotFoundError, Store, StoreItemType, default_generate_id
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
-from django.db import IntegrityError, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
@@ -64,8 +64,21 @@ class ChatKitContext:
 
 
 async def database(function: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a synchronous ORM function from async code, in Django's thread for sync code."""
-    return await sync_to_async(function, thread_sensitive=True)(**kwargs)
+    """Run a synchronous ORM function from async code, in Django's thread for sync code.
+
+    A pooled connection goes back to the pool after each call: an answer that streams for a
+    minute holds none while the model writes, so a small pool serves many answers at once.
+    """
+    return await sync_to_async(_call_returning_connection, thread_sensitive=True)(function, kwargs)
+
+
+def _call_returning_connection(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    try:
+        return function(**kwargs)
+    finally:
+        connection = connections[DEFAULT_DB_ALIAS]
+        if connection.settings_dict["OPTIONS"].get("pool") and not connection.in_atomic_block:
+            connection.close()
 
 
 def _new_id(kind: StoreItemType) -> str:
@@ -217,19 +230,24 @@ def thread_delete(*, visitor_id: str, thread_id: str) -> None:
 # --- items -------------------------------------------------------------------------
 
 
-def _item_row(thread: ChatKitThread, item_id: str) -> ChatKitThreadItem:
+def _item_row(visitor_id: str, thread_id: str, item_id: str) -> ChatKitThreadItem:
     try:
-        return thread.items.get(item_id=item_id)
+        return ChatKitThreadItem.objects.get(
+            thread_id=thread_id, thread__visitor_id=visitor_id, item_id=item_id
+        )
     except ChatKitThreadItem.DoesNotExist:
-        raise NotFoundError(f"Item {item_id} not found in thread {thread.id}") from None
+        raise NotFoundError(f"Item {item_id} not found in thread {thread_id}") from None
 
 
 def items_load(
     *, visitor_id: str, thread_id: str, after: str | None, limit: int, order: str
 ) -> Page[ThreadItem]:
-    thread = _thread_row(visitor_id, thread_id)
-    cursor = _item_row(thread, after) if after else None
-    rows, has_more = _keyset_page(thread.items.all(), cursor=cursor, order=order, limit=_page_size(limit))
+    # One query where there are items: the join checks whose thread it is.
+    items = ChatKitThreadItem.objects.filter(thread_id=thread_id, thread__visitor_id=visitor_id)
+    cursor = _item_row(visitor_id, thread_id, after) if after else None
+    rows, has_more = _keyset_page(items, cursor=cursor, order=order, limit=_page_size(limit))
+    if not rows and cursor is None:
+        _thread_row(visitor_id, thread_id)
     return Page(
         data=[_THREAD_ITEM.validate_python(row.data) for row in rows],
         has_more=has_more,
@@ -244,14 +262,29 @@ def item_fields(item: Any) -> dict[str, Any]:
 
 
 def item_save(*, visitor_id: str, thread_id: str, item: Any) -> None:
-    """Add or replace an item: the SDK adds some items twice (a workflow kept open across turns)."""
-    thread = _thread_row(visitor_id, thread_id)
-    ChatKitThreadItem.objects.update_or_create(thread=thread, item_id=item.id, defaults=item_fields(item))
-    ChatKitThread.objects.filter(pk=thread.pk).update(updated_at=timezone.now())
+    """Add or replace an item: the SDK adds some items twice (a workflow kept open across turns).
+
+    Two statements (every answer writes at least two items): the visitor's thread is marked
+    changed, which also says whose it is, then the item is upserted.
+    """
+    thread = ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id)
+    if not thread.update(updated_at=timezone.now()):
+        raise NotFoundError(f"Thread {thread_id} not found")
+    fields = item_fields(item)
+    try:
+        ChatKitThreadItem.objects.bulk_create(
+            [ChatKitThreadItem(thread_id=thread_id, item_id=item.id, **fields)],
+            update_conflicts=True,
+            unique_fields=["thread", "item_id"],
+            update_fields=list(fields),
+        )
+    except IntegrityError:
+        # The thread was deleted in between.
+        raise NotFoundError(f"Thread {thread_id} not found") from None
 
 
 def item_load(*, visitor_id: str, thread_id: str, item_id: str) -> Any:
-    return _THREAD_ITEM.validate_python(_item_row(_thread_row(visitor_id, thread_id), item_id).data)
+    return _THREAD_ITEM.validate_python(_item_row(visitor_id, thread_id, item_id).data)
 
 
 def item_delete(*, visitor_id: str, thread_id: str, item_id: str) -> None:

@@ -104,6 +104,18 @@ DATABASES = {
     )
 }
 
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0:
+    # Under the ASGI server every request runs in a thread of its own, so a connection kept by
+    # its thread (CONN_MAX_AGE) is never reused: without a pool each answer would open one.
+    # The ChatKit store hands its connection back after each call (chatkit_store.database).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        # How long a request waits for a free connection before it fails.
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent requests (runserver's threads) write rate-limit tickets at the same time.
     # A deferred transaction that reads and then writes can be refused at once with

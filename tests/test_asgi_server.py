@@ -112,3 +112,34 @@ def test_answers_share_one_openai_client_and_its_connection(served, fake_respons
     assert assistant_texts(first) == assistant_texts(second) == [ANSWER]
     assert len(fake_responses.connections) == 2
     assert len(set(fake_responses.connections)) == 1
+
+
+def test_an_answer_holds_no_pooled_connection_while_the_model_writes(served, self_hosted):
+    database = connections["default"]
+    if not database.settings_dict["OPTIONS"].get("pool"):
+        pytest.skip("the connection pool is PostgreSQL's (DATABASE_URL)")
+
+    def borrowed() -> int:
+        stats = database.pool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+
+    release = threading.Event()
+    self_hosted.script.append(Wait(release, then=Say("Pads are £89 fitted.")))
+    idle = borrowed()
+    connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
+    body = json.dumps({"type": "threads.create", "params": {"input": user_input("Price for pads?")}})
+    connection.request(
+        "POST",
+        "/api/chatkit",
+        body,
+        {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{served}"},
+    )
+    response = connection.getresponse()
+    first = response.readline()
+    while_writing = borrowed()
+    release.set()
+    rest = response.read()
+    connection.close()
+
+    assert assistant_texts(sse_events(first + rest)) == ["Pads are £89 fitted."]
+    assert while_writing == idle
