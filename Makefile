@@ -62,7 +62,8 @@ lambda-check: lambda-zip
 	$(BIN)/python scripts/smoke_lambda_zip.py dist/chatkit-lambda.zip
 
 # Cold start, warm latency, a 10,000-message thread and memory, measured on the built
-# Lambda package (see docs/performance.md). bench-quick is the short run CI makes.
+# Lambda package; streaming answers under load on the production server, next to a reference
+# ChatKit server (see docs/performance.md). bench-quick is the short run CI makes.
 bench: lambda-zip
 	$(BIN)/python bench/run.py
 

@@ -1,5 +1,5 @@
-"""Benchmark: cold start, warm latency, a 10,000-message thread, peak memory, and the import
-of managed threads.
+"""Benchmark: cold start, warm latency, a 10,000-message thread, peak memory, the import of
+managed threads, and streaming answers under load next to a reference ChatKit server.
 
     python bench/run.py          # `make bench`
     python bench/run.py --quick  # fewer runs; what CI runs so that the script cannot rot
@@ -9,12 +9,13 @@ built Lambda package (build/lambda, from `make lambda-zip`) with the Lambda Pyth
 through `chatkit_site.lambda_handler.handler` with real event shapes, each measurement in
 fresh processes, and prints medians with their spread next to the floor they
 are compared with. The old Node.js handler is measured against the same fake when Node.js
-and its source (../shared/reference/old-node-handler.md) are available.
+and its source (../shared/reference/old-node-handler.md) are available. Streaming is
+measured on the production server instead (bench/streaming.py).
 
 Timings are printed, never asserted: a busy machine makes them noisy. Exits non-zero only
 when something is functionally wrong (a failed call, the wrong number of upstream requests,
 boto3, django_ses or drf_spectacular loaded for a session call, an import that does not take
-exactly 100 item requests for 10,000 items).
+exactly 100 item requests for 10,000 items, a streamed answer that failed or was not stored).
 """
 
 import argparse
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "build" / "lambda"
 sys.path.insert(0, str(REPO))
 
+from bench.streaming import measure_streaming, report_streaming, streaming_failures  # noqa: E402
 from scripts.lambda_python import lambda_python_command  # noqa: E402
 from tests.fake_chatkit import (  # noqa: E402
     API_KEY,
@@ -45,6 +46,7 @@ from tests.fake_chatkit import (  # noqa: E402
     user_message,
     widget,
 )
+from tests.loopback import free_port  # noqa: E402
 
 SENDER = "chat@shop.example"
 TOKEN = "bench-transcript-token-0123456789"
@@ -52,12 +54,6 @@ BIG_THREAD_SIZE = 10_000
 PAGE_SIZE = 100
 # Packages a session call has no use for (bench/child.py reports whether they were loaded).
 NOT_FOR_SESSIONS = ("boto3", "django_ses", "drf_spectacular", "whitenoise")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def conversation(count: int) -> list[dict]:
@@ -167,6 +163,12 @@ class Bench:
             return f"sqlite:///{self.workdir / 'bench.sqlite3'}"
         self.database = url
         return url
+
+    def streaming_database_url(self) -> str:
+        """A database of its own for the streaming comparison, which empties it first."""
+        if self.database == "SQLite":
+            return f"sqlite:///{self.workdir / 'streaming.sqlite3'}"
+        return self.database.rpartition("/")[0] + "/chatkit_bench_streaming"
 
     def stop(self) -> None:
         self.fake.stop()
@@ -424,8 +426,12 @@ def main() -> None:
         node = bench.old_node_handler()
         print("Importing managed threads...", flush=True)
         imported = bench.managed_import()
+        print("Streaming answers, this service and the reference in turn...", flush=True)
+        streaming = measure_streaming(args.quick, bench.streaming_database_url(), bench.workdir)
+        bench.failures.extend(streaming_failures(streaming))
         report(bench.database, cold, warm, big, rss, node)
         report_import(imported)
+        report_streaming(streaming)
     finally:
         bench.stop()
     if bench.failures:
