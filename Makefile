@@ -25,8 +25,10 @@ run: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} PATH="$(abspath $(BIN)):$$PATH" UVICORN_HOST=127.0.0.1 PORT=$(PORT) \
 		scripts/serve --reload --reload-dir chatkit_api --reload-dir chatkit_site --reload-dir examples
 
-# The production server (uvicorn, see scripts/serve), with the settings of the environment.
+# The production server (uvicorn, see scripts/serve), with the settings of the environment,
+# after collecting the static files it serves (the admin's, the try-it page's).
 serve: install
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	PATH="$(abspath $(BIN)):$$PATH" PORT=$(PORT) scripts/serve
 
 migrate: install
