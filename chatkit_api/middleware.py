@@ -67,6 +67,59 @@ class RequestBodyLimitMiddleware(SyncAndAsyncMiddleware):
         return None
 
 
+_BODY_END = {"type": "http.request", "body": b"", "more_body": False}
+
+
+class AsgiRequestBodyLimit:
+    """Under ASGI, read no more of a request body than REQUEST_BODY_MAX_BYTES.
+
+    Django's ASGI handler reads the whole body (to disk past FILE_UPLOAD_MAX_MEMORY_SIZE) before
+    any middleware runs, whether it declares its length or comes in chunks without one. Wrapped
+    in this, a body declared larger than the limit is not read at all, and one that grows past
+    it stops being read there and is given the length read so far; RequestBodyLimitMiddleware
+    then answers 413 as under WSGI, with the CORS headers of every other reply.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]], send: Any
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = settings.REQUEST_BODY_MAX_BYTES
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared_too_large = declared.isdigit() and int(declared) > limit
+        read = 0
+        body_ended = False
+
+        async def receive_within_limit() -> dict:
+            nonlocal read, body_ended
+            if declared_too_large and not body_ended:
+                body_ended = True
+                return _BODY_END
+            message = await receive()
+            while message["type"] == "http.request" and body_ended:
+                # The rest of a refused body, arriving while the 413 is sent: dropped.
+                message = await receive()
+            if message["type"] != "http.request":
+                return message
+            read += len(message.get("body", b""))
+            if read > limit:
+                body_ended = True
+                scope["headers"] = [
+                    *(header for header in scope["headers"] if header[0] != b"content-length"),
+                    (b"content-length", str(read).encode()),
+                ]
+                return _BODY_END
+            body_ended = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
 class ApiResponseHeadersMiddleware(SyncAndAsyncMiddleware):
     """API replies are JSON that may hold a client secret: never stored, never rendered."""
 

@@ -6,9 +6,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from chatkit_api.middleware import AsgiRequestBodyLimit
 from chatkit_site.local_env import load_local_env
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatkit_site.settings")
 load_local_env()
 
-application = get_asgi_application()
+application = AsgiRequestBodyLimit(get_asgi_application())

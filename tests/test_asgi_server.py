@@ -3,6 +3,7 @@ it: answers stream while the agent writes them, and the pages and their files ar
 
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -143,3 +144,64 @@ def test_an_answer_holds_no_pooled_connection_while_the_model_writes(served, sel
 
     assert assistant_texts(sse_events(first + rest)) == ["Pads are £89 fitted."]
     assert while_writing == idle
+
+
+def _raw_exchange(port: int, head: list[str], body: bytes) -> tuple[int, dict]:
+    """Send a request as written (headers, then as much of the body as given) and read the
+    reply without sending more."""
+    request = "\r\n".join(
+        [*head, "Host: 127.0.0.1", f"Origin: http://127.0.0.1:{port}", "Content-Type: application/json"]
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(request.encode() + b"\r\n\r\n" + body)
+        reply = http.client.HTTPResponse(raw)
+        reply.begin()
+        return reply.status, json.loads(reply.read())
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_sent(served, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 1000
+
+    status, body = _raw_exchange(served, ["POST /api/chatkit HTTP/1.1", "Content-Length: 100000000"], b"")
+
+    assert status == 413
+    assert body == {"error": "The request body is too large: at most 1000 bytes."}
+
+
+def test_a_chunked_body_stops_being_read_at_the_limit(served, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 1000
+    chunk = b"x" * 1500
+
+    # One chunk past the limit, and the body never ends: the reply comes all the same.
+    status, body = _raw_exchange(
+        served,
+        ["POST /api/chatkit HTTP/1.1", "Transfer-Encoding: chunked"],
+        f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n",
+    )
+
+    assert status == 413
+    assert body == {"error": "The request body is too large: at most 1000 bytes."}
+
+
+def test_a_chunked_body_within_the_limit_is_read(served, self_hosted, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 1000
+    self_hosted.script.append(Say("Pads are £89 fitted."))
+    question = json.dumps({"type": "threads.create", "params": {"input": user_input("Pads?")}}).encode()
+    halves = (question[:40], question[40:])
+    chunked = b"".join(f"{len(half):x}\r\n".encode() + half + b"\r\n" for half in halves) + b"0\r\n\r\n"
+    connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
+
+    connection.putrequest("POST", "/api/chatkit")
+    for name, value in (
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Type", "application/json"),
+        ("Origin", f"http://127.0.0.1:{served}"),
+    ):
+        connection.putheader(name, value)
+    connection.endheaders(chunked)
+    response = connection.getresponse()
+    events = sse_events(response.read())
+    connection.close()
+
+    assert response.status == 200
+    assert assistant_texts(events) == ["Pads are £89 fitted."]
