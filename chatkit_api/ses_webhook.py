@@ -25,9 +25,12 @@ class SesNotificationsWebhook(SESEventWebhookView):
             return JsonResponse({"error": error.message, **error.extra}, status=error.status_code)
         try:
             message = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
-        if isinstance(message, dict) and not sns.sns_topic_trusted(message):
+        if not isinstance(message, dict):
+            # django-ses would read it as an object and fail with a 500.
+            return JsonResponse({"error": "The body is not an SNS message (a JSON object)."}, status=400)
+        if not sns.sns_topic_trusted(message):
             # Checked before django-ses checks the signature, which may download a certificate.
             return JsonResponse({"error": "Untrusted topic."}, status=400)
         response = super().post(request, *args, **kwargs)

@@ -422,6 +422,18 @@ def test_a_body_that_is_not_json_is_a_json_400(client, sns):
     assert "error" in response.json()
 
 
+@pytest.mark.parametrize("body", ["[]", '"Delivery"', "1", "null", "true", "[" * 1000 + "]" * 1000])
+def test_a_body_that_is_not_an_object_is_a_json_400_that_changes_nothing(client, sns, caplog, body):
+    _, email = _bounce_for_sent_email()
+
+    response = client.post(WEBHOOK_URL, body, content_type="text/plain")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "The body is not an SNS message (a JSON object)."}
+    _assert_nothing_changed(email)
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
+
+
 def test_only_post_is_allowed(client, sns):
     response = client.get(WEBHOOK_URL)
 

@@ -175,6 +175,15 @@ def test_malformed_json_is_a_400(api, fake_chatkit):
     assert fake_chatkit.requests == []
 
 
+def test_deeply_nested_json_is_a_400(api, fake_chatkit, caplog):
+    response = api.post(SESSION_URL, '{"a":' * 1000 + "1" + "}" * 1000, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "JSON parse error - the body is nested too deeply."}
+    assert fake_chatkit.requests == []
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
+
+
 def test_body_that_is_not_an_object_is_a_400(api, fake_chatkit):
     response = api.post(SESSION_URL, "[1, 2]", content_type="application/json")
 

@@ -579,6 +579,15 @@ def test_malformed_json_is_a_400(fake_chatkit, ses):
     assert Transcript.objects.count() == 0
 
 
+def test_deeply_nested_json_is_a_400(fake_chatkit, ses, caplog):
+    response = server_client().post(TRANSCRIPT_URL, "[" * 1000 + "]" * 1000, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "JSON parse error - the body is nested too deeply."}
+    assert Transcript.objects.count() == 0
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
+
+
 def test_unauthenticated_bad_input_is_a_401_not_a_400(fake_chatkit):
     response = APIClient().post(TRANSCRIPT_URL, "{broken", content_type="application/json")
 
