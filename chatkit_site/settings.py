@@ -49,6 +49,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every other middleware may ask for the host.
+    "chatkit_api.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the pages' static files from the deployment itself (Lambda has no web server).
     "chatkit_site.static_files.LazyWhiteNoiseMiddleware",

@@ -280,3 +280,22 @@ def test_plain_http_is_redirected_to_https(fake_chatkit, settings):
     assert response.status_code == 301
     assert response["Location"] == "https://testserver/api/chatkit/session"
     assert fake_chatkit.requests == []
+
+
+# --- host ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [SESSION_URL, "/", "/admin/"])
+def test_a_host_not_allowed_is_a_json_400_logged_as_a_warning(fake_chatkit, settings, caplog, path):
+    # As in production, where the HTTPS redirect is the first to ask for the host.
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = APIClient().post(path, {}, format="json", HTTP_HOST="attacker.example")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "This service does not answer for that host."}
+    assert fake_chatkit.requests == []
+    assert [record.levelname for record in caplog.records if record.levelname != "WARNING"] == []
+    assert (
+        "Refused a request for host 'attacker.example': it is not in DJANGO_ALLOWED_HOSTS" in caplog.messages
+    )
