@@ -33,6 +33,11 @@ class SesNotificationsWebhook(SESEventWebhookView):
         if not sns.sns_topic_trusted(message):
             # Checked before django-ses checks the signature, which may download a certificate.
             return JsonResponse({"error": "Untrusted topic."}, status=400)
+        if not sns.sns_https_message_recent(message):
+            return JsonResponse(
+                {"error": "The SNS message is older than SNS retries a delivery: not accepted again."},
+                status=400,
+            )
         response = super().post(request, *args, **kwargs)
         if response.status_code == 400:
             # django-ses states the reason as plain text; this API answers JSON.

@@ -12,6 +12,7 @@ different names; `sns_message_from_lambda_record` turns it into the HTTPS form.
 import base64
 import binascii
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -23,6 +24,11 @@ from django_ses import utils as django_ses_utils
 logger = logging.getLogger(__name__)
 
 _SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+
+# SNS gives up retrying an HTTPS delivery within 3,600 seconds (a hard limit): an older
+# message posted to the webhook is a replay. Clocks may differ by a few minutes.
+HTTPS_MESSAGE_MAX_AGE = timedelta(hours=1)
+_CLOCK_SKEW = timedelta(minutes=5)
 
 # Lambda record field names -> the names SNS uses in an HTTPS POST body.
 _LAMBDA_FIELD_NAMES = {"SigningCertUrl": "SigningCertURL", "UnsubscribeUrl": "UnsubscribeURL"}
@@ -58,6 +64,19 @@ def sns_topic_trusted(message: Any) -> bool:
     a topic in their own account and subscribe this endpoint to it. No list, no trust.
     """
     return isinstance(message, dict) and message.get("TopicArn") in settings.AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS
+
+
+def sns_https_message_recent(message: dict[str, Any]) -> bool:
+    """True when the message's (signed) Timestamp is within the time SNS retries an HTTPS
+    delivery. Not for Lambda records: SNS retries those for days."""
+    try:
+        sent = datetime.fromisoformat(str(message.get("Timestamp", "")))
+    except ValueError:
+        return False
+    if sent.tzinfo is None:
+        return False
+    age = datetime.now(UTC) - sent
+    return -_CLOCK_SKEW <= age <= HTTPS_MESSAGE_MAX_AGE
 
 
 def sns_signature_valid(message: Any) -> bool:

@@ -11,10 +11,12 @@ import io
 import json
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 
 import pytest
+import time_machine
 from django_ses import utils as django_ses_utils
 
 from chatkit_api.models import (
@@ -331,6 +333,39 @@ def test_a_body_changed_after_signing_is_rejected(client, sns):
 
     assert response.status_code == 400
     assert response.json() == {"error": "Signature verification failed."}
+    _assert_nothing_changed(email)
+
+
+@pytest.mark.parametrize(
+    ("later", "accepted"), [(timedelta(minutes=59), True), (timedelta(minutes=61), False)]
+)
+def test_a_message_is_accepted_only_while_sns_could_still_be_retrying_it(client, sns, later, accepted):
+    ses_notification, email = _bounce_for_sent_email()
+    message = sns.sign(notification(ses_notification))
+
+    # A replay of a genuine message, captured when it was sent.
+    with time_machine.travel(datetime.now(UTC) + later):
+        response = post(client, message)
+
+    if accepted:
+        assert response.status_code == 200
+        assert DeliveryReport.objects.count() == 1
+    else:
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": "The SNS message is older than SNS retries a delivery: not accepted again."
+        }
+        _assert_nothing_changed(email)
+
+
+def test_a_message_without_a_timestamp_is_rejected(client, sns):
+    ses_notification, email = _bounce_for_sent_email()
+    message = notification(ses_notification)
+    del message["Timestamp"]
+
+    response = post(client, sns.sign(message))
+
+    assert response.status_code == 400
     _assert_nothing_changed(email)
 
 
