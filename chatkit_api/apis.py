@@ -80,6 +80,11 @@ class SessionApi(ChatKitApiView):
         )
 
     def post(self, request: Request) -> Response:
+        if request.headers.get("Origin") and not origin_allowed(request):
+            # The reply sets the visitor cookie: a form on another site posting here would give
+            # the visitor a new one, and with it lose their history. A call without Origin is
+            # not a browser's, and carries no visitor's cookie it could replace.
+            raise Forbidden(origin_refusal(request, "the session endpoint"))
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -157,6 +157,11 @@ class SessionApiSchema(OpenApiViewExtension):
                         description="A new client secret. `Set-Cookie` carries the visitor cookie.",
                     ),
                     400: INVALID,
+                    403: _error(
+                        ErrorSerializer,
+                        "A call from a page whose `Origin` is neither the API's own nor in "
+                        "`CORS_ALLOWED_ORIGINS`. No cookie is set, nothing is called.",
+                    ),
                     404: _error(ErrorSerializer, "The service runs ChatKit self-hosted: no client secrets."),
                     413: TOO_LARGE,
                     429: RATE_LIMITED,

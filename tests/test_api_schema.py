@@ -102,6 +102,10 @@ def session_in_self_hosted_mode(fake_chatkit, settings):
     return APIClient().post(SESSION, {}, format="json")
 
 
+def session_from_another_site(fake_chatkit, settings):
+    return APIClient().post(SESSION, {}, format="json", HTTP_ORIGIN="https://evil.example")
+
+
 def too_large(path):
     return APIClient().post(path, json.dumps({"pageUrl": "x" * 200_000}), content_type="application/json")
 
@@ -207,6 +211,7 @@ CASES: list[tuple[Case, str, int]] = [
     (session_created, SESSION, 200),
     (session_renewed_with_cookie, SESSION, 200),
     (session_invalid, SESSION, 400),
+    (session_from_another_site, SESSION, 403),
     (session_upstream_failed, SESSION, 502),
     (session_after_agent_builder_shut_down, SESSION, 503),
     (session_not_configured, SESSION, 503),

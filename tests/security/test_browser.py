@@ -151,6 +151,28 @@ def test_a_text_plain_form_post_from_another_site_is_refused(fake_chatkit, ses, 
     assert ses.sent() == []
 
 
+@pytest.mark.parametrize("origin", [EVIL, "null", "http://testserver.evil.example"])
+def test_a_session_call_from_another_site_sets_no_cookie(fake_chatkit, settings, origin):
+    # A <form> on another site posting here navigates the visitor's browser to the reply. The
+    # browser leaves out the SameSite=Lax visitor cookie on the way there, but would take a new
+    # one from the reply, and with it lose the visitor's history.
+    response = APIClient().post(
+        SESSION_URL, "locale=en", content_type="application/x-www-form-urlencoded", HTTP_ORIGIN=origin
+    )
+
+    assert response.status_code == 403
+    assert "CORS_ALLOWED_ORIGINS" in response.json()["error"]
+    assert settings.VISITOR_COOKIE_NAME not in response.cookies
+    assert fake_chatkit.requests == []
+
+
+@pytest.mark.parametrize("origin", [None, "http://testserver", SHOP])
+def test_a_session_call_from_the_api_a_listed_origin_or_a_server_is_served(fake_chatkit, shop_origin, origin):
+    headers = {} if origin is None else {"HTTP_ORIGIN": origin}
+
+    assert APIClient().post(SESSION_URL, {}, format="json", **headers).status_code == 200
+
+
 def test_server_calls_with_the_token_need_no_origin(fake_chatkit, ses):
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
 
