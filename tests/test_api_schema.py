@@ -320,7 +320,7 @@ def test_docs_page_loads_swagger_ui_from_this_service(api):
         assert finders.find(asset), asset
 
 
-def test_api_calls_never_load_drf_spectacular(chatkit_server, tmp_path):
+def test_api_calls_never_load_drf_spectacular(fake_chatkit, tmp_path):
     """Only the schema view imports drf-spectacular: a cold start of the API must not pay for it."""
     probe = """
 import json, sys
@@ -350,7 +350,7 @@ print(json.dumps({
         "DJANGO_ALLOWED_HOSTS": "testserver",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "OPENAI_API_KEY": API_KEY,
-        "OPENAI_BASE_URL": chatkit_server.base_url,
+        "OPENAI_BASE_URL": fake_chatkit.base_url,
         "CHATKIT_WORKFLOW_ID": "wf_test_workflow",
         "SES_TO_EMAIL": "leads@shop.example",
     }
