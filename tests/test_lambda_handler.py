@@ -411,7 +411,7 @@ def test_scheduled_event_runs_the_retention_purge():
     assert list(Transcript.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
-def test_a_session_call_loads_neither_boto3_nor_django_ses(chatkit_server, tmp_path):
+def test_a_session_call_loads_neither_boto3_nor_django_ses(fake_chatkit, tmp_path):
     """Cold start: what a session call does not need is not imported at start-up."""
     code = """
 import json, sys
@@ -429,7 +429,7 @@ print(json.dumps({"status": status, "loaded": loaded}))
             "DJANGO_SECRET_KEY": "x" * 50,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": chatkit_server.base_url,
+            "OPENAI_BASE_URL": fake_chatkit.base_url,
             "CHATKIT_WORKFLOW_ID": "wf_test",
             "LOG_LEVEL": "WARNING",
             # The fresh database has no tables, the rate-limit cache's included.
