@@ -146,8 +146,12 @@ STORAGES = {
 # Where rate-limit counters live: Redis when set, else a table in the database.
 REDIS_URL = env_str("REDIS_URL")
 
-# The API sits behind API Gateway or a load balancer that sets X-Forwarded-Proto.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# apig-wsgi (Lambda) and uvicorn (from the proxies in UVICORN_FORWARDED_ALLOW_IPS) take the
+# scheme from X-Forwarded-Proto themselves. Django may trust the header only where a proxy
+# always sets it: reached directly, a client could say "https" over plain HTTP.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
+)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 

@@ -36,6 +36,15 @@ def test_the_old_handlers_environment_stays_managed_and_anything_else_is_self_ho
     assert settings_from(environment, "CHATKIT_MODE") == {"CHATKIT_MODE": mode}
 
 
+@pytest.mark.parametrize(
+    ("value", "header"), [("", None), ("false", None), ("true", ["HTTP_X_FORWARDED_PROTO", "https"])]
+)
+def test_x_forwarded_proto_is_trusted_only_when_the_deployment_says_so(value, header):
+    assert settings_from({"TRUST_X_FORWARDED_PROTO": value}, "SECURE_PROXY_SSL_HEADER") == {
+        "SECURE_PROXY_SSL_HEADER": header
+    }
+
+
 def test_every_empty_variable_of_the_example_means_its_default():
     empty = {
         name: "" for name, value in example_variables().items() if value == "" and name != "DJANGO_DEBUG"

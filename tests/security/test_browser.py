@@ -294,6 +294,24 @@ def test_https_reaches_lambda_as_https_and_gets_hsts(fake_chatkit):
     assert lambda_header(response, "Strict-Transport-Security").startswith("max-age=31536000")
 
 
+def test_a_clients_x_forwarded_proto_does_not_make_plain_http_https(fake_chatkit, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = APIClient().post(SESSION_URL, {}, format="json", HTTP_X_FORWARDED_PROTO="https")
+
+    assert response.status_code == 301
+    assert fake_chatkit.requests == []
+
+
+def test_behind_a_proxy_that_sets_it_x_forwarded_proto_is_trusted(fake_chatkit, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+    response = APIClient().post(SESSION_URL, {}, format="json", HTTP_X_FORWARDED_PROTO="https")
+
+    assert response.status_code == 200
+
+
 def test_plain_http_is_redirected_to_https(fake_chatkit, settings):
     settings.SECURE_SSL_REDIRECT = True
 
