@@ -49,6 +49,11 @@ class PlainEmailValidator(EmailValidator):
     def __call__(self, value: str | None) -> None:
         if value and self._unplain.search(value):
             raise DjangoValidationError(self.unplain_message, code=self.code)
+        if value and not value.rpartition("@")[0].isascii():
+            # Django's pattern for the name is ASCII, but matched ignoring case it also takes
+            # the four letters whose case folds into ASCII (U+0130, U+0131, U+017F, U+212A); SES
+            # refuses them all.
+            raise DjangoValidationError(self.message, code=self.code)
         super().__call__(value)
 
     def validate_domain_part(self, domain_part: str) -> bool:

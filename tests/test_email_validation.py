@@ -53,6 +53,15 @@ def test_plain_addresses_are_judged_as_djangos_validator_judges_them(address):
     assert accepted(plain_email, address) == accepted(validate_email, address)
 
 
+@pytest.mark.parametrize("letter", ["\u0130", "\u0131", "\u017f", "\u212a"])
+def test_a_name_with_a_letter_whose_case_folds_into_ascii_is_refused(letter):
+    # Django takes them (its pattern ignores case); SES would refuse every mail to them.
+    address = f"{letter}am@visitor.example"
+
+    assert accepted(validate_email, address)
+    assert not accepted(plain_email, address)
+
+
 def test_a_domain_that_has_no_idna_form_is_refused():
     # Django's pattern takes it (60 letters a label); written into a mail it would be a
     # label far longer than 63 characters, which no mail can carry.
