@@ -17,10 +17,13 @@ logger = logging.getLogger(__name__)
 # them could start a new header (CR, LF), cut it short (NUL), or read as a line break to
 # some mail client or parser.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# An RFC 2047 encoded word: plain ASCII on its own, but mail clients decode it, so that
+# `=?utf-8?q?x=0D=0ABcc:_...?=` shows, and is copied on, as two lines.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=", re.IGNORECASE)
 
 
 def header_safe(value: str) -> bool:
-    return not _HEADER_UNSAFE.search(value)
+    return not _HEADER_UNSAFE.search(value) and not _ENCODED_WORD.search(value)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def email_send(email: OutgoingEmail) -> str:
     """
     if not all(header_safe(value) for value in [email.subject, email.reply_to, *email.to]):
         raise MailError(
-            "A subject, recipient or Reply-To contains a line break or control character; not sent."
+            "A subject, recipient or Reply-To contains a line break, control character or encoded "
+            "word; not sent."
         )
     message = EmailMultiAlternatives(
         connection=_open_connection(settings.EMAIL_BACKEND),

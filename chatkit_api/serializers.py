@@ -18,7 +18,9 @@ LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
 def single_line(value: str) -> None:
     # The same characters the mail layer refuses in a header, refused here with a clear 400.
     if not header_safe(value):
-        raise serializers.ValidationError("Must be a single line without control characters.")
+        raise serializers.ValidationError(
+            "Must be a single line, without control characters or encoded words (=?...?=)."
+        )
 
 
 class PlainEmailValidator(EmailValidator):
@@ -47,7 +49,7 @@ class PlainEmailValidator(EmailValidator):
     )
 
     def __call__(self, value: str | None) -> None:
-        if value and self._unplain.search(value):
+        if value and (self._unplain.search(value) or not header_safe(value)):
             raise DjangoValidationError(self.unplain_message, code=self.code)
         if value and not value.rpartition("@")[0].isascii():
             # Django's pattern for the name is ASCII, but matched ignoring case it also takes

@@ -129,6 +129,27 @@ def test_an_address_that_parsers_could_read_as_more_is_refused(fake_chatkit, ses
     assert ses.sent() == []
 
 
+ENCODED_WORD = f"=?utf-8?q?Zo=C3=AB=0D=0ABcc:_{VICTIM}?="
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_an_encoded_word_that_decodes_to_more_lines_is_refused(fake_chatkit, ses, settings, field):
+    settings.ALLOW_USER_RECAP = True
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
+    value = f"{ENCODED_WORD}@visitor.example" if field == "email" else ENCODED_WORD
+
+    response = send(server_client(), {"threadId": thread.id, "mode": "recap", field: value})
+
+    if field == "details":
+        # The body is not a header: the text is shown as written.
+        assert response.status_code == 200
+        assert ENCODED_WORD in ses.sent()[0].text
+        return
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+    assert ses.sent() == []
+
+
 def test_unusual_but_plain_addresses_are_accepted(fake_chatkit, ses, settings):
     settings.ALLOW_USER_RECAP = True
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
@@ -178,8 +199,15 @@ def outgoing(**changes):
 def test_the_mail_layer_refuses_a_header_with_a_line_break(ses, header, separator):
     bad = INJECTED.format(separator=separator, victim=VICTIM)
 
-    with pytest.raises(MailError, match="line break or control character"):
+    with pytest.raises(MailError, match="line break, control character or encoded word"):
         email_send(outgoing(**header(bad)))
+
+    assert ses.sent() == []
+
+
+def test_the_mail_layer_refuses_an_encoded_word_in_the_subject(ses):
+    with pytest.raises(MailError, match="encoded word"):
+        email_send(outgoing(subject="[Chat] =?utf-8?b?WgpCY2M6IHZpY3RpbUBldmlsLmV4YW1wbGU=?= - quote"))
 
     assert ses.sent() == []
 
@@ -202,4 +230,4 @@ def test_a_stored_transcript_with_an_injected_name_is_not_resent(fake_chatkit, s
     assert ses.sent() == []
     transcript.refresh_from_db()
     assert transcript.status == TranscriptStatus.FAILED
-    assert "line break or control character" in transcript.error
+    assert "line break, control character or encoded word" in transcript.error
