@@ -43,14 +43,14 @@ from chatkit_api.services import (
 from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
 
 # Printable ASCII without spaces, as the keys clients generate (UUIDs, random tokens) are.
-_IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 
 
 def _idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return ""
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise serializers.ValidationError(
             {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters without spaces."]}
         )

@@ -16,7 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from chatkit_api.apis import SessionApi, TranscriptApi
+from chatkit_api.apis import IDEMPOTENCY_KEY, SessionApi, TranscriptApi
 
 BEARER_SCHEME = "transcriptToken"
 COOKIE_SCHEME = "visitorCookie"
@@ -205,6 +205,7 @@ class TranscriptApiSchema(OpenApiViewExtension):
                         "Idempotency-Key",
                         OpenApiTypes.STR,
                         OpenApiParameter.HEADER,
+                        pattern=f"^{IDEMPOTENCY_KEY.pattern}$",
                         description=(
                             "One value per intended send (1 to 255 printable ASCII characters), "
                             "reused on retries: a retry answers with the first result and mails "

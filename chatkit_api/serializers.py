@@ -95,7 +95,9 @@ def text_field(
         allow_null=True,
         max_length=max_length,
         validators=([] if multiline else [single_line]) + list(validators),
-        help_text=help_text,
+        help_text=help_text
+        if multiline
+        else f"{help_text} One line, without control characters or encoded words (`=?...?=`).",
     )
 
 
