@@ -45,6 +45,12 @@ CHATKIT_REQUESTS_PER_IP = RateLimit("RATE_LIMIT_CHATKIT_REQUESTS_PER_IP", "ChatK
 VISITOR_COPIES_PER_ADDRESS = RateLimit(
     "RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS", "transcript copies to one email address"
 )
+ADMIN_SIGN_INS_PER_IP = RateLimit(
+    "RATE_LIMIT_ADMIN_SIGN_INS_PER_IP", "admin sign-in attempts from one address"
+)
+ADMIN_SIGN_INS_PER_USER = RateLimit(
+    "RATE_LIMIT_ADMIN_SIGN_INS_PER_USER", "admin sign-in attempts for one username"
+)
 
 _PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
 
@@ -103,6 +109,26 @@ def _count_in_redis(url: str, key: str, ttl: int) -> int:
     return int(count)
 
 
+def _window_key(limit: RateLimit, subject: str, seconds: int, now: float) -> str:
+    window = int(now // seconds)
+    # Hashed: keys stay short and valid whatever the subject, and the store holds no
+    # addresses in clear.
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+    return f"ratelimit:{limit.setting.lower()}:{seconds}:{window}:{digest}"
+
+
+def rate_limit_reset(*, limit: RateLimit, subject: str) -> None:
+    """Forget what `subject` has used of `limit` in the current window."""
+    rate: tuple[int, int] | None = getattr(settings, limit.setting)
+    if rate is None:
+        return
+    key = _window_key(limit, subject, rate[1], time.time())
+    if settings.REDIS_URL:
+        _redis(settings.REDIS_URL).delete(f"chatkit:{key}")
+    else:
+        RateLimitCounter.objects.filter(key=key).delete()
+
+
 def rate_limit_consume(*, limit: RateLimit, subject: str) -> None:
     """Count one request against `limit` for `subject`; RateLimited when it is used up."""
     rate: tuple[int, int] | None = getattr(settings, limit.setting)
@@ -110,12 +136,8 @@ def rate_limit_consume(*, limit: RateLimit, subject: str) -> None:
         return
     count, seconds = rate
     now = time.time()
-    window = int(now // seconds)
-    retry_after = max(1, math.ceil((window + 1) * seconds - now))
-    # Hashed: keys stay short and valid whatever the subject, and the store holds no
-    # addresses in clear.
-    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-    key = f"ratelimit:{limit.setting.lower()}:{seconds}:{window}:{digest}"
+    retry_after = max(1, math.ceil((int(now // seconds) + 1) * seconds - now))
+    key = _window_key(limit, subject, seconds, now)
     ttl = retry_after + _CLOCK_SKEW_SECONDS
     try:
         if settings.REDIS_URL:

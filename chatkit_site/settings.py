@@ -260,6 +260,10 @@ RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_
 # Self-hosted: every ChatKit request (a message, opening the history, loading a thread) from
 # one address. A conversation makes a few per message, and each message costs model tokens.
 RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = env_rate("RATE_LIMIT_CHATKIT_REQUESTS_PER_IP", "300/hour")
+# Signing in to the admin, right or wrong password alike: guessing is slow, and a staff
+# member signs in a few times a day (`manage.py admin_sign_in_unlock` lifts a lock early).
+RATE_LIMIT_ADMIN_SIGN_INS_PER_IP = env_rate("RATE_LIMIT_ADMIN_SIGN_INS_PER_IP", "20/hour")
+RATE_LIMIT_ADMIN_SIGN_INS_PER_USER = env_rate("RATE_LIMIT_ADMIN_SIGN_INS_PER_USER", "10/hour")
 
 # `managed`: the widget gets a client secret from /api/chatkit/session and talks to an Agent
 # Builder workflow hosted by OpenAI. `self_hosted`: the widget talks to /api/chatkit, where

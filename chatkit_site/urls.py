@@ -2,6 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chatkit_api import pages
+from chatkit_api.admin_sign_in import ThrottledAdminAuthenticationForm
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("api/", include("chatkit_api.urls")),

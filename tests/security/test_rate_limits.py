@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 from chatkit_api import openai_gateway
 from chatkit_api.exceptions import RateLimited
 from chatkit_api.models import RateLimitCounter, Transcript
-from chatkit_api.ratelimits import SESSIONS_PER_IP, ip_subject, rate_limit_consume
+from chatkit_api.ratelimits import SESSIONS_PER_IP, ip_subject, rate_limit_consume, rate_limit_reset
 from chatkit_site import env
 from chatkit_site.env import env_rate
 from chatkit_site.lambda_handler import handler
@@ -344,6 +344,22 @@ def redis_counters(settings):
     clear()
     yield
     clear()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_reset_forgets_what_a_subject_used_in_this_window_only(settings, request, store):
+    if store == "redis":
+        request.getfixturevalue("redis_counters")
+    settings.RATE_LIMIT_SESSIONS_PER_IP = (1, 3600)
+    for subject in ("192.0.2.1", "192.0.2.2"):
+        rate_limit_consume(limit=SESSIONS_PER_IP, subject=subject)
+
+    rate_limit_reset(limit=SESSIONS_PER_IP, subject="192.0.2.1")
+
+    rate_limit_consume(limit=SESSIONS_PER_IP, subject="192.0.2.1")
+    with pytest.raises(RateLimited):
+        rate_limit_consume(limit=SESSIONS_PER_IP, subject="192.0.2.2")
 
 
 @pytest.mark.django_db(transaction=True)
