@@ -4,6 +4,7 @@ Each works under WSGI and ASGI alike, so that under an ASGI server the ChatKit e
 async view runs on the server's event loop instead of being handed to a thread.
 """
 
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -76,16 +78,38 @@ class RequestBodyLimitMiddleware(SyncAndAsyncMiddleware):
     """
 
     def refuse(self, request: HttpRequest) -> HttpResponseBase | None:
+        limit = settings.REQUEST_BODY_MAX_BYTES
+        too_large = JsonResponse(
+            {"error": f"The request body is too large: at most {limit} bytes."}, status=413
+        )
+        if (
+            isinstance(request, WSGIRequest)
+            and request.environ.get("wsgi.input_terminated")
+            and "CONTENT_LENGTH" not in request.META
+        ):
+            return None if _chunked_body_read(request, limit) else too_large
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return JsonResponse({"error": "Invalid Content-Length header."}, status=400)
-        limit = settings.REQUEST_BODY_MAX_BYTES
         if length > limit:
-            return JsonResponse(
-                {"error": f"The request body is too large: at most {limit} bytes."}, status=413
-            )
+            return too_large
         return None
+
+
+def _chunked_body_read(request: WSGIRequest, limit: int) -> bool:
+    """Read a WSGI body sent in chunks, up to `limit`; False when it is longer.
+
+    Django reads a body without Content-Length as empty. A server that decodes chunks (gunicorn)
+    says so with `wsgi.input_terminated`, and its stream ends where the body does; what was read
+    becomes the request's body, with its length.
+    """
+    body = request.environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        return False
+    request._stream = io.BytesIO(body)
+    request.META["CONTENT_LENGTH"] = str(len(body))
+    return True
 
 
 _BODY_END = {"type": "http.request", "body": b"", "more_body": False}

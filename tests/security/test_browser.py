@@ -6,13 +6,16 @@ make a visitor's browser send mail; oversized bodies are refused unread (413); r
 security headers.
 """
 
+import io
 import json
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
 from rest_framework.test import APIClient
 
 from chatkit_api.models import Transcript
 from chatkit_site.lambda_handler import handler
+from tests.conftest import TOKEN
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event
 from tests.security.helpers import lambda_header
@@ -242,6 +245,48 @@ def test_the_largest_valid_request_fits_the_default_limit(fake_chatkit, ses, set
     response = server_client().post(TRANSCRIPT_URL, raw, content_type="application/json")
 
     assert response.status_code == 200, response.json()
+
+
+def chunked_through_wsgi(path: str, body: bytes) -> tuple[int, dict]:
+    """A POST as a WSGI server that decodes chunked bodies (gunicorn) hands it over: no
+    Content-Length, the decoded body in wsgi.input, and wsgi.input_terminated set."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "198.51.100.7",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "HTTP_AUTHORIZATION": f"Bearer {TOKEN}",
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "wsgi.errors": io.StringIO(),
+    }
+    started = {}
+    body_parts = WSGIHandler()(environ, lambda status, headers: started.update(status=status))
+    return int(started["status"].split()[0]), json.loads(b"".join(body_parts))
+
+
+def test_a_chunked_body_under_wsgi_is_read(fake_chatkit, ses):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
+
+    status, reply = chunked_through_wsgi(TRANSCRIPT_URL, json.dumps({"threadId": thread.id}).encode())
+
+    assert status == 200, reply
+    assert len(ses.sent()) == 1
+
+
+def test_a_chunked_body_under_wsgi_past_the_limit_is_a_413(fake_chatkit, ses, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 1000
+
+    status, reply = chunked_through_wsgi(TRANSCRIPT_URL, json.dumps({"details": "x" * 2000}).encode())
+
+    assert status == 413
+    assert reply == {"error": "The request body is too large: at most 1000 bytes."}
+    assert Transcript.objects.count() == 0
 
 
 def test_an_oversized_body_through_lambda_is_a_413(fake_chatkit, settings):
