@@ -146,7 +146,17 @@ class TranscriptAdmin(admin.ModelAdmin):
         ("The mail", {"fields": ["subject", "recipient_list", "mail_preview", "text_body"]}),
         (
             "Sending",
-            {"fields": ["status", "delivery_state", "attempts", "sent_at", "error", "visitor_copy"]},
+            {
+                "fields": [
+                    "status",
+                    "send_claim",
+                    "delivery_state",
+                    "attempts",
+                    "sent_at",
+                    "error",
+                    "visitor_copy",
+                ]
+            },
         ),
         (
             "Conversation",
@@ -166,6 +176,7 @@ class TranscriptAdmin(admin.ModelAdmin):
         "mail_preview",
         "text_body",
         "status",
+        "send_claim",
         "delivery_state",
         "attempts",
         "sent_at",
@@ -189,6 +200,18 @@ class TranscriptAdmin(admin.ModelAdmin):
     @admin.display(description="Page")
     def page_link(self, transcript: Transcript) -> SafeString | str:
         return _link_if_web(transcript.page_url)
+
+    @admin.display(description="Being sent")
+    def send_claim(self, transcript: Transcript) -> str:
+        if transcript.sending_since is None:
+            return "No"
+        # Imported when needed, as the resend action's service is (see there).
+        from chatkit_api.services import transcript_send_abandoned
+
+        since = f"Since {timezone.localtime(transcript.sending_since):%Y-%m-%d %H:%M:%S}"
+        if transcript_send_abandoned(transcript):
+            return f"{since}, by a process that stopped: the next resend takes it over."
+        return since
 
     @admin.display(description="As staff read it")
     def mail_preview(self, transcript: Transcript) -> SafeString | str:

@@ -106,6 +106,24 @@ class EmailSendFailed(ServiceError):
     status_code = 502
 
 
+class TranscriptSendSkipped(ServiceError):
+    """The transcript was not sent by this call, and need not be: see the subclasses."""
+
+    status_code = 409
+
+
+class TranscriptBeingSent(TranscriptSendSkipped):
+    """Another request or resend holds the transcript's send (see services._transcript_claim_send)."""
+
+    message = "This transcript is already being sent. Try again shortly."
+
+
+class TranscriptAlreadySent(TranscriptSendSkipped):
+    """Only a transcript that never reached staff was to be sent, and this one reached them meanwhile."""
+
+    message = "This transcript reached staff meanwhile, so it was not sent again."
+
+
 class RateLimited(ServiceError):
     """A limit is used up; the reply says when the next request can go through."""
 

@@ -70,6 +70,12 @@ class Transcript(models.Model):
     error = models.TextField(blank=True, help_text="The last error, if the last attempt failed.")
     attempts = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
+    sending_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A send claimed the transcript then and has not finished. A claim older than "
+        "TRANSCRIPT_PENDING_TIMEOUT_MINUTES belongs to a process that died, and the next send takes it over.",
+    )
     delivery_state = models.CharField(
         max_length=16,
         choices=DeliveryState.choices,

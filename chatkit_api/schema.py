@@ -118,6 +118,13 @@ class EmailFailedSerializer(ErrorSerializer):
     )
 
 
+class TranscriptBeingSentSerializer(ErrorSerializer):
+    id = serializers.IntegerField(
+        required=False,
+        help_text="Only when the transcript is being sent: the recorded transcript.",
+    )
+
+
 def _error(serializer: type[serializers.Serializer], description: str) -> OpenApiResponse:
     return OpenApiResponse(response=serializer, description=description)
 
@@ -230,7 +237,12 @@ class TranscriptApiSchema(OpenApiViewExtension):
                         ErrorSerializer,
                         "No such thread, or another visitor's thread (the two are not told apart).",
                     ),
-                    409: _error(ErrorSerializer, "A request with this `Idempotency-Key` is still running."),
+                    409: _error(
+                        TranscriptBeingSentSerializer,
+                        "A request with this `Idempotency-Key` is still running; or the transcript "
+                        "it recorded is being sent by another request or a resend, and its `id` is in "
+                        "the reply. Nothing was sent.",
+                    ),
                     413: TOO_LARGE,
                     422: _error(ErrorSerializer, "This `Idempotency-Key` was used with a different body."),
                     429: RATE_LIMITED,

@@ -5,6 +5,11 @@ Each service owns the order of its side effects. A transcript is recorded before
 is mailed, and every failure after that point leaves the row `failed` with its error, so
 nothing a visitor typed is lost when OpenAI or SES is down.
 
+Whatever sends a transcript (a request, a retry of it, a resend) first claims its send in the
+database, and only one claim holds at a time, so two processes never mail it together. A
+process that dies mid-send leaves its claim behind; once the claim is older than any request
+can run, the next send takes it over (see _transcript_claim_send).
+
 Where a thread lives depends on CHATKIT_MODE: OpenAI keeps managed threads, this service's
 database keeps self-hosted ones. Both sources answer the same two questions (who owns a
 thread, what are its items) in the same shapes, so the transcript rules and the mail are one.
@@ -17,7 +22,7 @@ from types import ModuleType
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -28,6 +33,8 @@ from chatkit_api.exceptions import (
     NotServedInThisMode,
     ServiceError,
     ThreadNotFound,
+    TranscriptAlreadySent,
+    TranscriptBeingSent,
 )
 from chatkit_api.idempotency import Claim, idempotency_attach, idempotency_claim, idempotency_release
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
@@ -153,6 +160,65 @@ def _addresses(audiences: list[str], *, visitor_email: str) -> list[str]:
     ]
 
 
+# Recorded when a send is taken over from a process that died holding it: what became of
+# the messages it handed to SES without an answer is not known.
+ABANDONED_ATTEMPT = (
+    "The process sending this stopped (it was killed or timed out) before it recorded the outcome."
+)
+ABANDONED_MESSAGE = "The process sending this stopped before SES answered: it may or may not have gone out."
+
+
+def _abandoned_before(now: datetime) -> datetime:
+    """A send claimed before this belongs to a process that died: no request runs that long."""
+    return now - timedelta(minutes=settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES)
+
+
+def transcript_send_abandoned(transcript: Transcript) -> bool:
+    """The transcript's send was claimed by a process that died; the next send takes it over."""
+    since = transcript.sending_since
+    return since is not None and since < _abandoned_before(timezone.now())
+
+
+def _transcript_claim_send(transcript: Transcript, *, unless_sent: bool = False) -> bool:
+    """Claim the transcript's next send for the caller; False while another send holds it,
+    or with `unless_sent` once the transcript has reached staff.
+
+    The claim is a conditional UPDATE committed before anything is read or mailed: of several
+    processes exactly one gets it, and it outlives a process that dies mid-send. A claim older
+    than TRANSCRIPT_PENDING_TIMEOUT_MINUTES is such a process's. Taking it over records the
+    unfinished attempt as failed and the messages it handed to SES without an answer as
+    abandoned, so that the resend mails them again. The row is read again, as the claim left it.
+    """
+    now = timezone.now()
+    rows = Transcript.objects.filter(pk=transcript.pk)
+    if unless_sent:
+        rows = rows.exclude(status=TranscriptStatus.SENT)
+    claimed = rows.filter(sending_since__isnull=True).update(sending_since=now, updated_at=now)
+    if not claimed:
+        claimed = rows.filter(sending_since__lt=_abandoned_before(now)).update(
+            sending_since=now,
+            updated_at=now,
+            attempts=F("attempts") + 1,
+            error=Value(ABANDONED_ATTEMPT),
+            # As after any failed attempt, a transcript that reached staff once stays `sent`.
+            status=Case(
+                When(status=TranscriptStatus.SENT, then=Value(TranscriptStatus.SENT)),
+                default=Value(TranscriptStatus.FAILED),
+            ),
+        )
+        if claimed:
+            transcript.emails.filter(status=TranscriptStatus.PENDING).update(
+                status=TranscriptStatus.FAILED, error=ABANDONED_MESSAGE
+            )
+    transcript.refresh_from_db()
+    return bool(claimed)
+
+
+def _transcript_release(transcript: Transcript) -> None:
+    transcript.sending_since = None
+    transcript.save(update_fields=["sending_since", "updated_at"])
+
+
 def _transcript_fetch_and_render(transcript: Transcript) -> None:
     """Read the whole thread and store the rendered mail on the row.
 
@@ -179,7 +245,11 @@ def _transcript_record_failure(transcript: Transcript, error: str) -> None:
         transcript.status = TranscriptStatus.FAILED
     transcript.error = error
     transcript.attempts += 1
-    transcript.save(update_fields=["status", "error", "attempts", "delivery_state", "updated_at"])
+    # The attempt is over: the next send may claim the transcript.
+    transcript.sending_since = None
+    transcript.save(
+        update_fields=["status", "error", "attempts", "delivery_state", "sending_since", "updated_at"]
+    )
 
 
 def _outgoing(transcript: Transcript, audience: str, override_to: list[str]) -> OutgoingEmail:
@@ -235,7 +305,18 @@ def _transcript_deliver(transcript: Transcript, audiences: list[str]) -> bool:
     transcript.status, transcript.error = TranscriptStatus.SENT, ""
     transcript.attempts += 1
     transcript.sent_at = timezone.now()
-    transcript.save(update_fields=["status", "error", "attempts", "sent_at", "delivery_state", "updated_at"])
+    transcript.sending_since = None
+    transcript.save(
+        update_fields=[
+            "status",
+            "error",
+            "attempts",
+            "sent_at",
+            "delivery_state",
+            "sending_since",
+            "updated_at",
+        ]
+    )
     return True
 
 
@@ -270,6 +351,8 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
             **asdict(lead),
             visitor_copy=visitor_copy,
             recipients=_addresses(audiences, visitor_email=lead.email),
+            # Claimed as it is recorded: nothing else sends it while this request does.
+            sending_since=timezone.now(),
         )
         idempotency_attach(claim=claim, transcript=transcript)
     return _transcript_complete(transcript, audiences, fetch=True)
@@ -289,7 +372,7 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_k
     A retry of the request (the same `idempotency_key`, or without one an identical request
     within TRANSCRIPT_DUPLICATE_WINDOW_SECONDS) answers with the transcript the first one
     recorded and mails nothing; if that transcript did not go out, the retry sends it again
-    instead of recording another.
+    instead of recording another, unless it is still being sent (TranscriptBeingSent).
     """
     _require_settings(*transcript_settings())
     if caller.visitor_id is not None:
@@ -302,10 +385,23 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_k
         return earlier
     try:
         if earlier is not None:
-            return _transcript_complete(earlier, _audiences_to_resend(earlier), fetch=not earlier.body_text)
+            return _transcript_send_again(earlier)
         return _transcript_record_and_send(caller=caller, thread_id=thread_id, lead=lead, claim=claim)
     finally:
         idempotency_release(claim=claim)
+
+
+def _transcript_send_again(transcript: Transcript) -> Transcript:
+    """Send a transcript that an earlier try of the request recorded, unless it reached staff.
+
+    Sent meanwhile (by a resend): answered as sent. Still being sent by another process, or
+    by one that died too recently to tell: TranscriptBeingSent.
+    """
+    if not _transcript_claim_send(transcript, unless_sent=True):
+        if transcript.status == TranscriptStatus.SENT:
+            return transcript
+        raise TranscriptBeingSent(id=transcript.id)
+    return _transcript_complete(transcript, _audiences_to_resend(transcript), fetch=not transcript.body_text)
 
 
 def _audiences_to_resend(transcript: Transcript) -> list[str]:
@@ -329,22 +425,36 @@ def transcript_resend_recipients(*, transcript: Transcript, to: list[str] | None
 
 
 def transcript_resend(
-    *, transcript: Transcript, refetch: bool = False, to: list[str] | None = None
+    *,
+    transcript: Transcript,
+    refetch: bool = False,
+    to: list[str] | None = None,
+    unless_sent: bool = False,
 ) -> Transcript:
     """Mail a recorded transcript again; every attempt is kept beside the earlier ones.
 
     `refetch` reads the thread again (from OpenAI, or the database when self-hosted) instead
     of using the stored text, which is also what happens when the first read never succeeded.
-    `to` sends only to those addresses, e.g. to check what a mail looks like.
+    `to` sends only to those addresses, e.g. to check what a mail looks like. `unless_sent`
+    sends only if the transcript still has not reached staff once its send is claimed
+    (TranscriptAlreadySent otherwise), for a queue read some time before.
+
+    Nothing is sent while another send of the transcript runs (TranscriptBeingSent).
     """
     _require_settings("SES_TO_EMAIL")
     if refetch or not transcript.body_text:
         _require_settings(*_thread_source_settings())
+    if not _transcript_claim_send(transcript, unless_sent=unless_sent):
+        if unless_sent and transcript.status == TranscriptStatus.SENT:
+            raise TranscriptAlreadySent(id=transcript.id)
+        raise TranscriptBeingSent(id=transcript.id)
+    if refetch or not transcript.body_text:
         _transcript_fetch_and_render(transcript)
 
     if to:
         # A check mail to a chosen address is recorded but is not a delivery to staff.
         error = _email_deliver(transcript, EmailAudience.OVERRIDE, override_to=to).error
+        _transcript_release(transcript)
     else:
         transcript.recipients = _addresses(
             _audiences(visitor_copy=transcript.visitor_copy), visitor_email=transcript.email
@@ -359,12 +469,12 @@ def transcript_resend(
 
 
 def transcripts_resend_queue(*, since: datetime | None = None) -> QuerySet[Transcript]:
-    """Transcripts that never reached staff: failed ones, and pending ones whose sending
-    process is gone (still pending TRANSCRIPT_PENDING_TIMEOUT_MINUTES after their last change).
+    """Transcripts that never reached staff and that no live process is sending: failed ones,
+    and those whose send was claimed by a process that died (TRANSCRIPT_PENDING_TIMEOUT_MINUTES
+    ago or more), pending or failed.
     """
-    stuck_before = timezone.now() - timedelta(minutes=settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES)
-    queue = Transcript.objects.filter(
-        Q(status=TranscriptStatus.FAILED) | Q(status=TranscriptStatus.PENDING, updated_at__lt=stuck_before)
+    queue = Transcript.objects.exclude(status=TranscriptStatus.SENT).filter(
+        Q(sending_since__isnull=True) | Q(sending_since__lt=_abandoned_before(timezone.now()))
     )
     if since is not None:
         queue = queue.filter(created_at__gte=since)

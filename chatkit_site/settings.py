@@ -375,9 +375,9 @@ AWS_SES_AUTO_THROTTLE = None
 # A transcript is deleted with its messages and delivery reports this many days after it
 # was recorded, by `manage.py purge_transcripts` (run it daily).
 TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 365)
-# A transcript still `pending` this long after its last change was abandoned by a process
-# that died (a Lambda invocation lasts 15 minutes at most); `resend_transcript --failed`
-# then picks it up.
+# A send of a transcript still unfinished this long after it began was abandoned by a process
+# that died (a Lambda invocation lasts 15 minutes at most); until then nothing else sends the
+# transcript, after it `resend_transcript --failed` (or a retry, or a resend) takes it over.
 TRANSCRIPT_PENDING_TIMEOUT_MINUTES = env_int("TRANSCRIPT_PENDING_TIMEOUT_MINUTES", 15)
 if TRANSCRIPT_RETENTION_DAYS < 1 or TRANSCRIPT_PENDING_TIMEOUT_MINUTES < 1:
     raise ImproperlyConfigured(

@@ -24,6 +24,7 @@ from tests.fake_chatkit import API_KEY, FakeChatKit
 from tests.fake_model import ScriptedModel
 from tests.fake_responses import FakeResponses
 from tests.loopback import served_on_loopback
+from tests.mail_backends import TROUBLE, SendTrouble
 
 SES_REGION = "eu-west-1"
 SENDER = "Chat Bot <chat@shop.example>"
@@ -167,6 +168,17 @@ def ses(aws_credentials: None, settings) -> Iterator[MotoSes]:
         moto_ses = MotoSes(SES_REGION)
         moto_ses.client.verify_email_identity(EmailAddress="chat@shop.example")
         yield moto_ses
+
+
+@pytest.fixture
+def send_trouble(ses: MotoSes, settings) -> Iterator[SendTrouble]:
+    """Mail through django-ses into moto, where a test can hold the next send or kill its process."""
+    settings.EMAIL_BACKEND = "tests.mail_backends.TroubledSESBackend"
+    yield TROUBLE
+    for hold in TROUBLE.holds:
+        hold.release.set()
+    TROUBLE.holds.clear()
+    TROUBLE.kill_next = False
 
 
 @pytest.fixture

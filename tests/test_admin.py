@@ -197,6 +197,24 @@ def test_detail_does_not_link_a_page_that_is_not_a_web_address(admin_client):
     assert 'href="javascript:' not in page
 
 
+def test_detail_says_whether_the_transcript_is_being_sent(admin_client, settings):
+    settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES = 15
+    now = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    idle = transcript("Idle")
+    sending = transcript("Sending", status=TranscriptStatus.PENDING, sending_since=now - timedelta(minutes=1))
+    dead = transcript("Dead", status=TranscriptStatus.PENDING, sending_since=now - timedelta(minutes=16))
+
+    with time_machine.travel(now, tick=False):
+        pages = [admin_client.get(detail_url(shown)).content.decode() for shown in (idle, sending, dead)]
+
+    shown = [re.search(r'<div class="readonly">([^<]*)</div>', page.split("Being sent")[1]) for page in pages]
+    assert [field.group(1) if field else None for field in shown] == [
+        "No",
+        "Since 2026-11-25 16:59:00",
+        "Since 2026-11-25 16:44:00, by a process that stopped: the next resend takes it over.",
+    ]
+
+
 def test_detail_shows_each_recipients_delivery_report(admin_client):
     shown = transcript("Sam", delivery_state=DeliveryState.BOUNCED)
     email = TranscriptEmail.objects.create(

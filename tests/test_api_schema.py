@@ -18,10 +18,12 @@ import pytest
 import time_machine
 import yaml
 from django.contrib.staticfiles import finders
+from django.utils import timezone
 from openapi_core import OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
 from rest_framework.test import APIClient
 
+from chatkit_api.models import Transcript
 from chatkit_api.rendering import Lead
 from tests.conftest import BEFORE_SHUTDOWN, TOKEN
 from tests.fake_chatkit import API_KEY, assistant_message, user_message
@@ -182,6 +184,23 @@ def transcript_key_in_use(fake_chatkit, settings):
     return client.post(TRANSCRIPT, {"threadId": thread_id}, format="json")
 
 
+def transcript_being_sent(fake_chatkit, settings):
+    from chatkit_api.idempotency import idempotency_attach, idempotency_claim, idempotency_release
+
+    thread_id = thread_of(fake_chatkit, "visitor_abc")
+    # Another instance recorded the transcript for this request and is still sending it.
+    request = {"threadId": thread_id, **asdict(Lead())}
+    claim = idempotency_claim(caller="server", key="send-3", request=request)
+    sending = Transcript.objects.create(
+        thread_id=thread_id, visitor_id="visitor_abc", requested_by="server", sending_since=timezone.now()
+    )
+    idempotency_attach(claim=claim, transcript=sending)
+    idempotency_release(claim=claim)
+    client = server()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_IDEMPOTENCY_KEY="send-3")
+    return client.post(TRANSCRIPT, {"threadId": thread_id}, format="json")
+
+
 def transcript_key_reused(fake_chatkit, settings):
     thread_id = thread_of(fake_chatkit, "visitor_abc")
     client = server()
@@ -227,6 +246,7 @@ CASES: list[tuple[Case, str, int]] = [
     (transcript_from_another_site, TRANSCRIPT, 403),
     (transcript_of_someone_else, TRANSCRIPT, 404),
     (transcript_key_in_use, TRANSCRIPT, 409),
+    (transcript_being_sent, TRANSCRIPT, 409),
     (transcript_too_large, TRANSCRIPT, 413),
     (transcript_key_reused, TRANSCRIPT, 422),
     (transcript_rate_limited, TRANSCRIPT, 429),

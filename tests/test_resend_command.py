@@ -51,11 +51,15 @@ def ses_down(settings, ses):
 
 
 def stuck_pending(fake_chatkit, *, minutes_ago: int) -> Transcript:
-    """A transcript whose sending process died before it mailed anything."""
+    """A transcript whose sending process died, `minutes_ago`, before it mailed anything."""
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("stuck")])
     with time_machine.travel(timezone.now() - timedelta(minutes=minutes_ago), tick=False):
         return Transcript.objects.create(
-            thread_id=thread.id, visitor_id="visitor_abc", requested_by="server", recipients=[STAFF]
+            thread_id=thread.id,
+            visitor_id="visitor_abc",
+            requested_by="server",
+            recipients=[STAFF],
+            sending_since=timezone.now(),
         )
 
 
@@ -111,7 +115,8 @@ def test_failed_resends_failed_and_stuck_pending_only(mail_transcript, ses_down,
         transcript.refresh_from_db()
         assert transcript.status == TranscriptStatus.SENT
     stuck.refresh_from_db()
-    assert stuck.attempts == 1
+    # The attempt its process died in, and the resend.
+    assert stuck.attempts == 2
     assert stuck.item_count == 1
     in_flight.refresh_from_db()
     assert in_flight.status == TranscriptStatus.PENDING

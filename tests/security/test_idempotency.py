@@ -3,7 +3,7 @@
 An Idempotency-Key replays the first result; a different body with the same key is 422, the
 same key while the first request runs is 409; without a key an identical request within a
 short window is the same request; a send that failed after recording is retried on the same
-record.
+record, but not while another process may still be sending it.
 """
 
 import threading
@@ -12,6 +12,8 @@ from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
+import time_machine
+from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,9 +21,11 @@ from rest_framework.test import APIClient
 from chatkit_api.idempotency import idempotency_claim
 from chatkit_api.models import IdempotencyKey, Transcript, TranscriptStatus
 from chatkit_api.rendering import Lead
+from chatkit_api.services import ABANDONED_MESSAGE, transcripts_resend_queue
 from tests.concurrency import fire_together
 from tests.conftest import STAFF
-from tests.fake_chatkit import user_message
+from tests.fake_chatkit import Hold, user_message
+from tests.mail_backends import ProcessKilled
 from tests.test_transcript import LEAD, TRANSCRIPT_URL, send, server_client, visitor_with_thread
 
 pytestmark = pytest.mark.django_db
@@ -309,3 +313,87 @@ def test_a_visitor_cannot_learn_of_someone_elses_send_by_repeating_it(fake_chatk
 
     assert send(stranger, body).status_code == 404
     assert send_keyed(stranger, body, "guess").status_code == 404
+
+
+# --- a request whose process died, or stalls, while SES is asked ------------------------
+
+
+def test_a_send_whose_process_died_is_left_alone_until_it_is_surely_dead_then_sent_once(
+    fake_chatkit, send_trouble, ses, settings
+):
+    settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES = 15
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("please call me")])
+    body = {"threadId": thread.id, **LEAD}
+    send_trouble.kill_next = True
+    with pytest.raises(ProcessKilled):
+        send_keyed(server_client(), body, "killed")
+    transcript = Transcript.objects.get()
+    assert (transcript.status, transcript.attempts) == (TranscriptStatus.PENDING, 0)
+    assert transcript.sending_since is not None
+
+    # Past the key's lock, but not past the longest a request can run: the first request
+    # might still be waiting for SES, so neither a retry nor the resend queue sends it.
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        too_soon = send_keyed(server_client(), body, "killed")
+        queued_too_soon = list(transcripts_resend_queue())
+    assert too_soon.status_code == 409
+    assert too_soon.json() == {
+        "error": "This transcript is already being sent. Try again shortly.",
+        "id": transcript.id,
+    }
+    assert queued_too_soon == []
+    assert ses.sent() == []
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+        assert list(transcripts_resend_queue()) == [transcript]
+        call_command("resend_transcript", "--failed", verbosity=0)
+        replayed = send_keyed(server_client(), body, "killed")
+
+    [mail] = ses.sent()
+    assert "User: please call me" in mail.text
+    assert replayed.status_code == 200
+    assert replayed.json() == {"ok": True, "id": transcript.id}
+    transcript.refresh_from_db()
+    assert transcript.status == TranscriptStatus.SENT
+    assert (transcript.sending_since, transcript.error) == (None, "")
+    # The attempt that died is counted and its message says what is known of it.
+    assert transcript.attempts == 2
+    abandoned, sent = transcript.emails.all()
+    assert (abandoned.status, abandoned.error) == (TranscriptStatus.FAILED, ABANDONED_MESSAGE)
+    assert (sent.status, sent.ses_message_id) == (TranscriptStatus.SENT, mail.message_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_while_ses_is_slow_to_answer_the_first_request_does_not_send_again(
+    fake_chatkit, send_trouble, ses
+):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
+    body = {"threadId": thread.id, **LEAD}
+    slow_ses = Hold()
+    send_trouble.holds.append(slow_ses)
+    first = []
+
+    def first_request():
+        try:
+            first.append(send_keyed(server_client(), body, "slow"))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=first_request)
+    worker.start()
+    assert slow_ses.arrived.wait(timeout=10), "the first request never reached SES"
+    # The key's lock lapses while the first request still waits for SES.
+    IdempotencyKey.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
+
+    during = send_keyed(server_client(), body, "slow")
+    slow_ses.release.set()
+    worker.join()
+    after = send_keyed(server_client(), body, "slow")
+
+    transcript = Transcript.objects.get()
+    assert during.status_code == 409
+    assert during.json()["id"] == transcript.id
+    assert first[0].status_code == after.status_code == 200
+    assert len(ses.sent()) == 1
+    assert transcript.attempts == 1
+    assert [email.status for email in transcript.emails.all()] == [TranscriptStatus.SENT]

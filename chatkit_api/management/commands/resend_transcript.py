@@ -37,8 +37,9 @@ def _address(value: str) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Mail recorded transcripts again, by id or with --failed (failed, or pending for longer "
-        "than TRANSCRIPT_PENDING_TIMEOUT_MINUTES). Exits with status 1 if any send failed."
+        "Mail recorded transcripts again, by id or with --failed (failed, or left mid-send by a "
+        "process that died, TRANSCRIPT_PENDING_TIMEOUT_MINUTES ago or more). Exits with status 1 "
+        "if any send failed."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--failed",
             action="store_true",
-            help="Every transcript that never reached staff: failed, or stuck in pending.",
+            help="Every transcript that never reached staff: failed, or left mid-send by a dead process.",
         )
         parser.add_argument(
             "--since",
@@ -97,7 +98,13 @@ class Command(BaseCommand):
                     self.stdout.write(f"{label}: would send to {recipients}")
                 continue
             try:
-                transcript_resend(transcript=transcript, refetch=options["refetch"], to=to)
+                transcript_resend(
+                    transcript=transcript,
+                    refetch=options["refetch"],
+                    to=to,
+                    # The queue was read before the first send: a retry may have sent one since.
+                    unless_sent=options["failed"],
+                )
             except NotConfigured as exc:
                 # Nothing was sent: the same would happen to every other transcript.
                 raise CommandError(exc.message) from exc
