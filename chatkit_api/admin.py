@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from chatkit_api.exceptions import ServiceError
+from chatkit_api.exceptions import ServiceError, TranscriptSendSkipped
 from chatkit_api.models import (
     ChatKitAttachment,
     ChatKitThread,
@@ -246,16 +246,25 @@ class TranscriptAdmin(admin.ModelAdmin):
         # and the service brings the OpenAI SDK with it.
         from chatkit_api.services import transcript_resend
 
-        sent, failed = 0, []
+        sent, busy, failed = 0, [], []
         for transcript in transcripts:
             try:
                 transcript_resend(transcript=transcript)
+            except TranscriptSendSkipped:
+                busy.append(f"#{transcript.id}")
             except ServiceError as exc:
                 failed.append(f"#{transcript.id}: {exc.message}")
             else:
                 sent += 1
         if sent:
             self.message_user(request, f"{sent} transcript(s) sent again.", messages.SUCCESS)
+        if busy:
+            self.message_user(
+                request,
+                f"Already being sent by another resend or request, so not sent again: {', '.join(busy)}. "
+                "Their pages show how that send went.",
+                messages.WARNING,
+            )
         if failed:
             self.message_user(request, "Not sent: " + " ".join(failed), messages.ERROR)
 

@@ -1,14 +1,19 @@
+import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 
+from chatkit_api.exceptions import TranscriptAlreadySent, TranscriptBeingSent
 from chatkit_api.models import EmailAudience, Transcript, TranscriptEmail, TranscriptStatus
-from tests.conftest import STAFF, TOKEN
-from tests.fake_chatkit import BASE_TIME, user_message
+from chatkit_api.services import transcript_resend, transcripts_resend_queue
+from tests.conftest import SENDER, STAFF, TOKEN
+from tests.fake_chatkit import BASE_TIME, Hold, user_message
 
 pytestmark = pytest.mark.django_db
 
@@ -126,6 +131,21 @@ def test_failed_resends_failed_and_stuck_pending_only(mail_transcript, ses_down,
     assert f"#{failed.id} " in out
     assert f"#{stuck.id} " in out
     assert out.endswith("2 transcript(s) sent.\n")
+
+
+def test_failed_does_not_send_what_a_retry_sent_after_the_queue_was_read(mail_transcript, ses_down, ses):
+    transcript = mail_transcript()
+    queued = list(transcripts_resend_queue())
+    ses_down.recover()
+    # The visitor's retry sends it while the command works through the queue.
+    Transcript.objects.filter(pk=transcript.pk).update(status=TranscriptStatus.SENT)
+
+    with pytest.raises(TranscriptAlreadySent):
+        transcript_resend(transcript=queued[0], unless_sent=True)
+
+    assert ses.sent() == []
+    transcript.refresh_from_db()
+    assert (transcript.attempts, transcript.sending_since) == (1, None)
 
 
 def test_since_narrows_the_selection(mail_transcript, ses_down, ses):
@@ -287,3 +307,124 @@ def test_missing_configuration_stops_before_anything_is_sent(mail_transcript, se
 def test_unclear_requests_are_errors(args, message, ses):
     with pytest.raises(CommandError, match=message):
         resend(*args)
+
+
+# --- resends at once ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def failed_transcript(send_trouble, settings):
+    """A transcript whose mail failed, and SES working again (through `send_trouble`)."""
+    settings.SES_TO_EMAIL = [STAFF]
+    settings.DEFAULT_FROM_EMAIL = SENDER
+    return Transcript.objects.create(
+        thread_id="cthr_failed",
+        requested_by="server",
+        name="Sam",
+        status=TranscriptStatus.FAILED,
+        attempts=1,
+        recipients=[STAFF],
+        subject="[Chat] Sam - quote",
+        body_text="Mode: quote\n\n---\n\n[2026-11-25 16:49 UTC] User: call me back\n",
+        body_html="<p>call me back</p>",
+    )
+
+
+def admin_resend(client, transcript: Transcript) -> list[str]:
+    """The admin's Resend action on the transcript; the messages the next page shows."""
+    response = client.post(
+        reverse("admin:chatkit_api_transcript_changelist"),
+        {"action": "resend", "_selected_action": [str(transcript.pk)]},
+        follow=True,
+    )
+    return [str(message) for message in response.context["messages"]]
+
+
+def command_resend(transcript: Transcript) -> str:
+    """`resend_transcript <id>`: what it printed, or the error it ended with."""
+    try:
+        out, err = resend(str(transcript.id))
+    except CommandError as exc:
+        return f"CommandError: {exc}"
+    return out + err
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["command", "admin"])
+def test_two_resends_at_once_send_once_and_the_other_says_it_is_being_sent(
+    first, admin_client, failed_transcript, send_trouble, ses
+):
+    transcript = failed_transcript
+    resends = {
+        "command": lambda: command_resend(transcript),
+        "admin": lambda: admin_resend(admin_client, transcript),
+    }
+    second = "admin" if first == "command" else "command"
+    slow_ses = Hold()
+    send_trouble.holds.append(slow_ses)
+    results = {}
+
+    def resend_first():
+        try:
+            results[first] = resends[first]()
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=resend_first)
+    worker.start()
+    assert slow_ses.arrived.wait(timeout=10), f"the {first} never reached SES"
+    results[second] = resends[second]()
+    slow_ses.release.set()
+    worker.join()
+
+    label = f"#{transcript.id} ({timezone.localtime(transcript.created_at):%Y-%m-%d %H:%M}, Sam)"
+    said_by_the_loser = {
+        "command": (
+            f"{label}: skipped. This transcript is already being sent. Try again shortly.\n"
+            f"0 of 1 transcript(s) sent; skipped: #{transcript.id}.\n"
+        ),
+        "admin": [
+            f"Already being sent by another resend or request, so not sent again: #{transcript.id}. "
+            "Their pages show how that send went."
+        ],
+    }
+    said_by_the_winner = {"command": "1 transcript(s) sent.\n", "admin": ["1 transcript(s) sent again."]}
+    assert results == {first: said_by_the_winner[first], second: said_by_the_loser[second]}
+    assert len(ses.sent()) == 1
+    transcript.refresh_from_db()
+    assert (transcript.status, transcript.attempts) == (TranscriptStatus.SENT, 2)
+    assert transcript.sending_since is None
+    assert [email.status for email in transcript.emails.all()] == [TranscriptStatus.SENT]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_resends_sends_once(failed_transcript, send_trouble, ses):
+    transcript = failed_transcript
+    slow_ses = Hold()
+    send_trouble.holds.append(slow_ses)
+    outcomes: list[str] = []
+    finished = threading.Semaphore(0)
+
+    def resend_it():
+        try:
+            transcript_resend(transcript=Transcript.objects.get(pk=transcript.pk))
+            outcomes.append("sent")
+        except TranscriptBeingSent:
+            outcomes.append("being sent")
+        finally:
+            connections.close_all()
+            finished.release()
+
+    workers = [threading.Thread(target=resend_it) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    # The winner waits in SES until every other resend has answered.
+    assert slow_ses.arrived.wait(timeout=10)
+    for _ in range(3):
+        assert finished.acquire(timeout=10)
+    slow_ses.release.set()
+    for worker in workers:
+        worker.join()
+
+    assert sorted(outcomes) == ["being sent", "being sent", "being sent", "sent"]
+    assert len(ses.sent()) == 1

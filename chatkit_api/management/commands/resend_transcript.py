@@ -6,7 +6,9 @@
     manage.py resend_transcript --failed --dry-run
 
 Every attempt is recorded beside the earlier ones (see `transcript_resend`). The command
-exits with status 1 if any transcript could not be sent, so a scheduler notices.
+exits with status 1 if any transcript could not be sent, so a scheduler notices. A transcript
+that another process is sending (or, with --failed, that reached staff since the queue was
+read) is skipped and reported: it is in hand, so that is no failure.
 """
 
 from argparse import ArgumentParser, ArgumentTypeError
@@ -18,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.utils import timezone
 
-from chatkit_api.exceptions import NotConfigured, ServiceError
+from chatkit_api.exceptions import NotConfigured, ServiceError, TranscriptSendSkipped
 from chatkit_api.management.arguments import date_or_moment
 from chatkit_api.models import Transcript
 from chatkit_api.services import transcript_resend, transcript_resend_recipients, transcripts_resend_queue
@@ -33,6 +35,10 @@ def _address(value: str) -> str:
     except ValidationError:
         raise ArgumentTypeError(f"{value!r} is not an email address.") from None
     return value
+
+
+def _ids(transcript_ids: list[int]) -> str:
+    return ", ".join(f"#{pk}" for pk in transcript_ids)
 
 
 class Command(BaseCommand):
@@ -82,6 +88,7 @@ class Command(BaseCommand):
             return
 
         failed: list[int] = []
+        skipped: list[int] = []
         progress_every = max(1, total // 10) if total > PROGRESS_FROM else 0
         for position, transcript_id in enumerate(transcript_ids, start=1):
             transcript = Transcript.objects.filter(pk=transcript_id).first()
@@ -108,6 +115,10 @@ class Command(BaseCommand):
             except NotConfigured as exc:
                 # Nothing was sent: the same would happen to every other transcript.
                 raise CommandError(exc.message) from exc
+            except TranscriptSendSkipped as exc:
+                skipped.append(transcript.id)
+                if verbosity:
+                    self.stdout.write(f"{label}: skipped. {exc.message}")
             except ServiceError as exc:
                 failed.append(transcript.id)
                 self.stderr.write(f"{label}: not sent. {exc.message}")
@@ -117,7 +128,7 @@ class Command(BaseCommand):
             if verbosity and progress_every and position % progress_every == 0 and position < total:
                 self.stdout.write(f"{position} of {total} done, {len(failed)} failed")
 
-        self._summary(total, failed, dry_run=options["dry_run"], verbosity=verbosity)
+        self._summary(total, failed, skipped, dry_run=options["dry_run"], verbosity=verbosity)
 
     def _selection(self, ids: list[int], failed: bool, since: datetime | None) -> list[int]:
         if ids and failed:
@@ -143,16 +154,20 @@ class Command(BaseCommand):
             .values_list("pk", flat=True)
         )
 
-    def _summary(self, total: int, failed: list[int], *, dry_run: bool, verbosity: int) -> None:
+    def _summary(
+        self, total: int, failed: list[int], skipped: list[int], *, dry_run: bool, verbosity: int
+    ) -> None:
         if dry_run:
             if verbosity:
                 self.stdout.write(f"Dry run: {total} transcript(s) would be sent; nothing was sent.")
             return
+        sent = total - len(failed) - len(skipped)
+        skipped_note = f"; skipped: {_ids(skipped)}" if skipped else ""
         if failed:
             raise CommandError(
-                f"{total - len(failed)} of {total} transcript(s) sent; not sent: "
-                + ", ".join(f"#{pk}" for pk in failed)
-                + "."
+                f"{sent} of {total} transcript(s) sent; not sent: {_ids(failed)}{skipped_note}."
             )
-        if verbosity:
+        if verbosity and skipped:
+            self.stdout.write(self.style.WARNING(f"{sent} of {total} transcript(s) sent{skipped_note}."))
+        elif verbosity:
             self.stdout.write(self.style.SUCCESS(f"{total} transcript(s) sent."))
