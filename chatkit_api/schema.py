@@ -79,7 +79,10 @@ class SessionReplySerializer(serializers.Serializer):
 
 class TranscriptReplySerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    id = serializers.IntegerField(help_text="The transcript in the log (Django admin).")
+    id = serializers.IntegerField(
+        help_text="The transcript in the log (Django admin): an earlier request's when this one is "
+        "the same transcript (thread, caller and lead) and that one had not reached staff."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -240,8 +243,9 @@ class TranscriptApiSchema(OpenApiViewExtension):
                     409: _error(
                         TranscriptBeingSentSerializer,
                         "A request with this `Idempotency-Key` is still running; or the transcript "
-                        "it recorded is being sent by another request or a resend, and its `id` is in "
-                        "the reply. Nothing was sent.",
+                        "it recorded (or the same transcript, recorded by an earlier request) is "
+                        "being sent by another request or a resend, and its `id` is in the reply. "
+                        "Nothing was sent.",
                     ),
                     413: TOO_LARGE,
                     422: _error(ErrorSerializer, "This `Idempotency-Key` was used with a different body."),

@@ -342,20 +342,43 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
     if visitor_copy:
         rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
     audiences = _audiences(visitor_copy=visitor_copy)
-    # Recorded and tied to the key together: a retry finds this transcript or none at all.
+    same = {
+        "thread_id": thread_id,
+        "visitor_id": owner,
+        "requested_by": caller.kind,
+        **asdict(lead),
+        "visitor_copy": visitor_copy,
+    }
+    # Recorded (or found) and tied to the key together: a retry finds this transcript or none.
     with transaction.atomic():
-        transcript = Transcript.objects.create(
-            thread_id=thread_id,
-            visitor_id=owner,
-            requested_by=caller.kind,
-            **asdict(lead),
-            visitor_copy=visitor_copy,
+        unsent = _transcript_unsent(same)
+        transcript = unsent or Transcript.objects.create(
+            **same,
             recipients=_addresses(audiences, visitor_email=lead.email),
             # Claimed as it is recorded: nothing else sends it while this request does.
             sending_since=timezone.now(),
         )
         idempotency_attach(claim=claim, transcript=transcript)
+    if unsent is not None:
+        # With the conversation as it is now: the visitor may have written more since.
+        return _transcript_send_again(unsent, refetch=True)
     return _transcript_complete(transcript, audiences, fetch=True)
+
+
+def _transcript_unsent(same: dict[str, object]) -> Transcript | None:
+    """An earlier request's transcript that is this one and never reached staff.
+
+    The same thread, asked for by the same caller (the same visitor, or a server) with the same
+    lead, is the same transcript, however long after the earlier request this one comes: its
+    mail failed or its process died, and staff have had no mail of it. Sending that one, instead
+    of recording a second, leaves `resend_transcript --failed` nothing to mail twice.
+    """
+    return (
+        Transcript.objects.filter(**same)
+        .exclude(status=TranscriptStatus.SENT)
+        .order_by("-created_at", "-id")
+        .first()
+    )
 
 
 def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_key: str = "") -> Transcript:
@@ -372,7 +395,8 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_k
     A retry of the request (the same `idempotency_key`, or without one an identical request
     within TRANSCRIPT_DUPLICATE_WINDOW_SECONDS) answers with the transcript the first one
     recorded and mails nothing; if that transcript did not go out, the retry sends it again
-    instead of recording another, unless it is still being sent (TranscriptBeingSent).
+    instead of recording another, unless it is still being sent (TranscriptBeingSent). Any
+    later request for the same transcript that never reached staff sends that one too.
     """
     _require_settings(*transcript_settings())
     if caller.visitor_id is not None:
@@ -391,8 +415,9 @@ def transcript_send(*, caller: Caller, thread_id: str, lead: Lead, idempotency_k
         idempotency_release(claim=claim)
 
 
-def _transcript_send_again(transcript: Transcript) -> Transcript:
-    """Send a transcript that an earlier try of the request recorded, unless it reached staff.
+def _transcript_send_again(transcript: Transcript, *, refetch: bool = False) -> Transcript:
+    """Send a transcript that an earlier request (or try of this one) recorded, unless it
+    reached staff; `refetch` reads the thread again instead of sending the stored text.
 
     Sent meanwhile (by a resend): answered as sent. Still being sent by another process, or
     by one that died too recently to tell: TranscriptBeingSent.
@@ -401,7 +426,8 @@ def _transcript_send_again(transcript: Transcript) -> Transcript:
         if transcript.status == TranscriptStatus.SENT:
             return transcript
         raise TranscriptBeingSent(id=transcript.id)
-    return _transcript_complete(transcript, _audiences_to_resend(transcript), fetch=not transcript.body_text)
+    fetch = refetch or not transcript.body_text
+    return _transcript_complete(transcript, _audiences_to_resend(transcript), fetch=fetch)
 
 
 def _audiences_to_resend(transcript: Transcript) -> list[str]:

@@ -262,6 +262,100 @@ def test_a_send_that_failed_after_recording_is_retried_on_the_same_record(fake_c
     assert len(fake_chatkit.requests_to("GET", f"/v1/chatkit/threads/{thread.id}/items")) == items_read
 
 
+# The same click again after the duplicate window: a new key, or no key and the window over.
+LATER_CLICKS = {"new-key": ("click-1", "click-2"), "no-key": (None, None)}
+
+
+@pytest.mark.parametrize("caller", ["server", "visitor"])
+@pytest.mark.parametrize("keys", LATER_CLICKS.values(), ids=LATER_CLICKS.keys())
+def test_the_same_request_after_the_window_sends_the_transcript_that_failed_not_a_second(
+    fake_chatkit, ses, settings, caller, keys
+):
+    settings.DEFAULT_FROM_EMAIL = "unverified@shop.example"
+    if caller == "server":
+        client, thread = server_client(), fake_chatkit.add_thread(user="visitor_abc", items=[])
+    else:
+        client, thread = visitor_with_thread(fake_chatkit, [])
+    fake_chatkit.add_items(thread, [user_message("please call me")])
+    body = {"threadId": thread.id, **LEAD}
+
+    def click(key):
+        headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+        return client.post(TRANSCRIPT_URL, body, format="json", **headers)
+
+    failed = click(keys[0])
+    ses.client.verify_email_identity(EmailAddress="unverified@shop.example")
+    fake_chatkit.add_items(thread, [user_message("any time after 5")])
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+        again = click(keys[1])
+        call_command("resend_transcript", "--failed", verbosity=0)
+
+    # Staff get one mail of the conversation, as it was at the second request.
+    [mail] = ses.sent()
+    assert "User: any time after 5" in mail.text
+    transcript = Transcript.objects.get()
+    assert failed.status_code == 502
+    assert failed.json()["id"] == transcript.id
+    assert again.status_code == 200
+    assert again.json() == {"ok": True, "id": transcript.id}
+    assert "User: any time after 5" in transcript.body_text
+    assert (transcript.status, transcript.attempts) == (TranscriptStatus.SENT, 2)
+    assert [email.status for email in transcript.emails.all()] == [
+        TranscriptStatus.FAILED,
+        TranscriptStatus.SENT,
+    ]
+
+
+def test_the_same_request_while_the_one_that_failed_is_resent_waits_for_that_resend(
+    fake_chatkit, ses, settings
+):
+    settings.DEFAULT_FROM_EMAIL = "unverified@shop.example"
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("please call me")])
+    body = {"threadId": thread.id, **LEAD}
+    failed = send_keyed(server_client(), body, "click-1")
+    ses.client.verify_email_identity(EmailAddress="unverified@shop.example")
+    transcript = Transcript.objects.get()
+    # An operator's resend of it has begun.
+    Transcript.objects.filter(pk=transcript.pk).update(sending_since=timezone.now())
+
+    during = send_keyed(server_client(), body, "click-2")
+    Transcript.objects.filter(pk=transcript.pk).update(sending_since=None, status=TranscriptStatus.SENT)
+    after = send_keyed(server_client(), body, "click-2")
+
+    assert failed.status_code == 502
+    assert during.status_code == 409
+    assert during.json()["id"] == transcript.id
+    # The retry finds the transcript its key was tied to, sent now: nothing is sent or recorded.
+    assert after.status_code == 200
+    assert after.json() == {"ok": True, "id": transcript.id}
+    assert Transcript.objects.count() == 1
+    assert ses.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("caller", "change"),
+    [("server", {"phone": "+44 20 7946 0999"}), ("server", {"mode": "booking"}), ("visitor", {})],
+    ids=["other-phone", "other-mode", "other-caller"],
+)
+def test_a_request_that_differs_from_the_one_that_failed_is_a_transcript_of_its_own(
+    fake_chatkit, ses, settings, caller, change
+):
+    settings.DEFAULT_FROM_EMAIL = "unverified@shop.example"
+    browser, thread = visitor_with_thread(fake_chatkit, [user_message("please call me")])
+    body = {"threadId": thread.id, **LEAD}
+    failed = send(server_client(), body)
+    ses.client.verify_email_identity(EmailAddress="unverified@shop.example")
+
+    other = send(server_client() if caller == "server" else browser, {**body, **change})
+
+    assert failed.status_code == 502
+    assert other.status_code == 200
+    assert other.json()["id"] != failed.json()["id"]
+    assert len(ses.sent()) == 1
+    # The one that failed is still waiting for a resend.
+    assert [transcript.id for transcript in transcripts_resend_queue()] == [failed.json()["id"]]
+
+
 def test_a_retry_after_openai_failed_mid_request_reads_the_thread_then(fake_chatkit, ses):
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hello again")])
     fake_chatkit.fail("GET", f"/v1/chatkit/threads/{thread.id}/items", 503)
