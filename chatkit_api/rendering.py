@@ -6,6 +6,7 @@ this code does not know yet is shown by name rather than dropped.
 """
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
+
+logger = logging.getLogger(__name__)
 
 # Long tool arguments, outputs and widget texts are cut to this many characters.
 SNIPPET_LIMIT = 500
@@ -50,6 +53,8 @@ class RenderedTranscript:
     text: str
     html: str
     item_count: int
+    # Items the thread held that could not be read (shown as such in the mail).
+    unreadable: int = 0
 
 
 def transcript_subject(lead: Lead) -> str:
@@ -291,9 +296,23 @@ def _lead_lines(lead: Lead) -> list[tuple[str, str]]:
     ]
 
 
+_UNREADABLE = "unreadable"
+
+
+def _entry_or_unreadable(item: Any, zone: ZoneInfo) -> Entry | None:
+    """The item's entry; one that says so for an item not shaped as its type should be."""
+    try:
+        return _entry(item, zone)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        kind = str(item.get("type")) if isinstance(item, dict) else type(item).__name__
+        # The type only: the item holds the visitor's words.
+        logger.warning("A thread item of type %.80r could not be read", kind)
+        return Entry(_UNREADABLE, "Unreadable item", "time unknown", f"(a {kind} item)")
+
+
 def _entries(items: Iterable[dict[str, Any]]) -> list[Entry]:
     zone = ZoneInfo(settings.TIME_ZONE)
-    return [entry for entry in (_entry(item, zone) for item in items) if entry is not None]
+    return [entry for entry in (_entry_or_unreadable(item, zone) for item in items) if entry is not None]
 
 
 def _conversation(entries: list[Entry]) -> str:
@@ -359,5 +378,9 @@ def transcript_render(*, lead: Lead, items: Iterable[dict[str, Any]]) -> Rendere
         },
     )
     return RenderedTranscript(
-        subject=subject, text=_text_body(lead, entries), html=html, item_count=len(entries)
+        subject=subject,
+        text=_text_body(lead, entries),
+        html=html,
+        item_count=len(entries),
+        unreadable=sum(entry.kind == _UNREADABLE for entry in entries),
     )

@@ -252,8 +252,9 @@ class TranscriptApiSchema(OpenApiViewExtension):
                     429: RATE_LIMITED,
                     502: _error(
                         EmailFailedSerializer,
-                        f"{UPSTREAM} Or SES refused the mail: the transcript is recorded and its "
-                        "`id` is in the reply.",
+                        f"{UPSTREAM} Or the thread holds items that cannot be read: the transcript "
+                        "is recorded with what could be, not sent. Or SES refused the mail: the "
+                        "transcript is recorded and its `id` is in the reply.",
                     ),
                     503: _error(
                         NotConfiguredSerializer,

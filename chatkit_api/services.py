@@ -35,6 +35,7 @@ from chatkit_api.exceptions import (
     ThreadNotFound,
     TranscriptAlreadySent,
     TranscriptBeingSent,
+    UpstreamError,
 )
 from chatkit_api.idempotency import Claim, idempotency_attach, idempotency_claim, idempotency_release
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
@@ -236,6 +237,15 @@ def _transcript_fetch_and_render(transcript: Transcript) -> None:
     transcript.body_html = rendered.html
     transcript.item_count = rendered.item_count
     transcript.save(update_fields=["subject", "body_text", "body_html", "item_count", "updated_at"])
+    if rendered.unreadable:
+        # Staff would get a conversation with holes they cannot see the cause of; what could be
+        # read is kept for them to look at, and to resend as it is.
+        error = UpstreamError(
+            f"{rendered.unreadable} item(s) of the thread could not be read, so the transcript was "
+            "not sent. What could be read is kept, and it can be resent."
+        )
+        _transcript_record_failure(transcript, error.message)
+        raise error
 
 
 def _transcript_record_failure(transcript: Transcript, error: str) -> None:

@@ -571,6 +571,35 @@ def test_multi_line_details_are_kept(fake_chatkit, ses):
     assert "line one" in ses.sent()[0].text
 
 
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"type": "chatkit.user_message", "content": 5},
+        {"type": "chatkit.assistant_message", "content": [{"type": "output_text", "text": 5}]},
+        {"type": "chatkit.task_group", "tasks": "not a list"},
+    ],
+    ids=["content-not-a-list", "text-a-number", "tasks-not-a-list"],
+)
+def test_items_that_cannot_be_read_are_a_502_and_the_rest_is_kept(fake_chatkit, ses, malformed):
+    thread = fake_chatkit.add_thread(
+        user="visitor_abc",
+        items=[user_message("Pads for a Golf?"), malformed, assistant_message("£89 fitted.")],
+    )
+
+    response = send(server_client(), {"threadId": thread.id, "name": "Sam"})
+
+    assert response.status_code == 502
+    assert "1 item(s) of the thread could not be read" in response.json()["error"]
+    assert ses.sent() == []
+    transcript = Transcript.objects.get()
+    assert transcript.status == TranscriptStatus.FAILED
+    assert "could not be read" in transcript.error
+    assert transcript.sending_since is None
+    assert "Pads for a Golf?" in transcript.body_text
+    assert "£89 fitted." in transcript.body_text
+    assert "Unreadable item" in transcript.body_text
+
+
 def test_malformed_json_is_a_400(fake_chatkit, ses):
     response = server_client().post(TRANSCRIPT_URL, '{"threadId": ', content_type="application/json")
 
