@@ -45,6 +45,11 @@ CHATKIT_REQUESTS_PER_IP = RateLimit("RATE_LIMIT_CHATKIT_REQUESTS_PER_IP", "ChatK
 VISITOR_COPIES_PER_ADDRESS = RateLimit(
     "RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS", "transcript copies to one email address"
 )
+VISITOR_COPIES_PER_VISITOR = RateLimit(
+    "RATE_LIMIT_VISITOR_COPIES_PER_VISITOR", "transcript copies for one visitor"
+)
+VISITOR_COPIES_PER_IP = RateLimit("RATE_LIMIT_VISITOR_COPIES_PER_IP", "transcript copies from one address")
+VISITOR_COPIES_SITE_WIDE = RateLimit("RATE_LIMIT_VISITOR_COPIES_SITE_WIDE", "transcript copies to visitors")
 ADMIN_SIGN_INS_PER_IP = RateLimit(
     "RATE_LIMIT_ADMIN_SIGN_INS_PER_IP", "admin sign-in attempts from one address"
 )

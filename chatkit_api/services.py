@@ -51,6 +51,9 @@ from chatkit_api.ratelimits import (
     TRANSCRIPTS_PER_IP,
     TRANSCRIPTS_PER_THREAD,
     VISITOR_COPIES_PER_ADDRESS,
+    VISITOR_COPIES_PER_IP,
+    VISITOR_COPIES_PER_VISITOR,
+    VISITOR_COPIES_SITE_WIDE,
     ip_subject,
     rate_limit_consume,
 )
@@ -141,6 +144,31 @@ def _lead_of(transcript: Transcript) -> Lead:
 
 def _wants_visitor_copy(lead: Lead) -> bool:
     return settings.ALLOW_USER_RECAP and lead.mode == "recap" and bool(lead.email)
+
+
+# Mailbox providers that ignore dots in the name: every spelling reaches one inbox.
+_DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_of(address: str) -> str:
+    """The inbox an address reaches, as far as it can be told: letter case, a `+tag` and,
+    where the provider ignores them, dots make no other inbox."""
+    name, _, domain = address.lower().rpartition("@")
+    name = name.split("+", 1)[0]
+    if domain in _DOTS_IGNORED:
+        name, domain = name.replace(".", ""), _DOTS_IGNORED[domain]
+    return f"{name}@{domain}"
+
+
+def _visitor_copy_count(*, caller: Caller, owner: str, email: str) -> None:
+    """Count a visitor's copy against its limits, narrowest first, so that one sender used up
+    does not spend the site's."""
+    rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=mailbox_of(email))
+    rate_limit_consume(limit=VISITOR_COPIES_PER_VISITOR, subject=owner)
+    if caller.visitor_id is not None:
+        # A server relays for many visitors from one address.
+        rate_limit_consume(limit=VISITOR_COPIES_PER_IP, subject=ip_subject(caller.client_ip))
+    rate_limit_consume(limit=VISITOR_COPIES_SITE_WIDE, subject="site")
 
 
 def _audiences(*, visitor_copy: bool) -> list[str]:
@@ -273,7 +301,7 @@ def _outgoing(transcript: Transcript, audience: str, override_to: list[str]) -> 
     else:
         to = _audience_addresses(audience, visitor_email=transcript.email)
     return OutgoingEmail(
-        subject=transcript.subject,
+        subject=settings.VISITOR_COPY_SUBJECT if audience == EmailAudience.VISITOR else transcript.subject,
         text=transcript.body_text,
         html=transcript.body_html,
         to=to,
@@ -350,7 +378,7 @@ def _transcript_record_and_send(*, caller: Caller, thread_id: str, lead: Lead, c
     visitor_copy = _wants_visitor_copy(lead)
     rate_limit_consume(limit=TRANSCRIPTS_PER_THREAD, subject=thread_id)
     if visitor_copy:
-        rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=lead.email.lower())
+        _visitor_copy_count(caller=caller, owner=owner, email=lead.email)
     audiences = _audiences(visitor_copy=visitor_copy)
     same = {
         "thread_id": thread_id,

@@ -257,6 +257,12 @@ RATE_LIMIT_SESSIONS_PER_IP = env_rate("RATE_LIMIT_SESSIONS_PER_IP", "30/hour")
 RATE_LIMIT_TRANSCRIPTS_PER_IP = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_IP", "10/hour")
 RATE_LIMIT_TRANSCRIPTS_PER_THREAD = env_rate("RATE_LIMIT_TRANSCRIPTS_PER_THREAD", "5/hour")
 RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS", "3/hour")
+# A visitor's copy goes to an address nobody confirmed: beside the per-address limit (the
+# address normalised, so that name+1@ and n.ame@gmail.com are one inbox), copies are limited
+# per visitor, per client address of visitors' browsers, and for the whole site.
+RATE_LIMIT_VISITOR_COPIES_PER_VISITOR = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_VISITOR", "5/day")
+RATE_LIMIT_VISITOR_COPIES_PER_IP = env_rate("RATE_LIMIT_VISITOR_COPIES_PER_IP", "5/hour")
+RATE_LIMIT_VISITOR_COPIES_SITE_WIDE = env_rate("RATE_LIMIT_VISITOR_COPIES_SITE_WIDE", "200/day")
 # Self-hosted: every ChatKit request (a message, opening the history, loading a thread) from
 # one address. A conversation makes a few per message, and each message costs model tokens.
 RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = env_rate("RATE_LIMIT_CHATKIT_REQUESTS_PER_IP", "300/hour")
@@ -337,6 +343,9 @@ SES_FROM_EMAIL = env_str("SES_FROM_EMAIL")
 SES_TO_EMAIL = env_list("SES_TO_EMAIL")
 SES_REPLY_TO = env_str("SES_REPLY_TO") or SES_FROM_EMAIL
 ALLOW_USER_RECAP = env_bool("ALLOW_USER_RECAP", False)
+# The subject of the visitor's copy: fixed, so that no text a visitor typed reaches a header of
+# mail that carries the site's name to an address nobody confirmed.
+VISITOR_COPY_SUBJECT = env_str("VISITOR_COPY_SUBJECT") or "A copy of your conversation with us"
 
 # A retried transcript request must not mail the transcript twice. An Idempotency-Key is
 # remembered this long; without one, an identical request within the window below is the

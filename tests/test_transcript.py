@@ -257,7 +257,8 @@ def test_recap_sends_the_visitor_a_copy_when_allowed(fake_chatkit, ses, settings
     assert visitor_mail.message["To"] == "zoe@visitor.example"
     # Replying to the copy reaches the business, not the visitor themselves.
     assert visitor_mail.message["Reply-To"] == settings.SES_REPLY_TO
-    assert visitor_mail.message["Subject"] == "[Chat] Zoë Brontë - recap"
+    # Fixed: nothing the visitor typed reaches a header of the copy.
+    assert visitor_mail.message["Subject"] == "A copy of your conversation with us"
     transcript = Transcript.objects.get()
     assert transcript.visitor_copy is True
     assert transcript.recipients == [STAFF, "zoe@visitor.example"]

@@ -228,6 +228,70 @@ def test_visitor_copies_are_limited_per_recipient_address(fake_chatkit, ses, set
     ]
 
 
+def test_spellings_of_one_inbox_count_as_one_address(fake_chatkit, ses, settings):
+    settings.ALLOW_USER_RECAP = True
+    settings.RATE_LIMIT_VISITOR_COPIES_PER_ADDRESS = (3, 3600)
+    spellings = ["victim@gmail.com", "victim+1@gmail.com", "v.ictim@gmail.com", "Vic.Tim+x@googlemail.com"]
+    # Each from a visitor of its own, so that only the per-address limit can refuse.
+    threads = [fake_chatkit.add_thread(user=f"visitor_{n}", items=[]) for n in range(len(spellings))]
+
+    replies = [
+        send(server_client(), {"threadId": thread.id, "mode": "recap", "email": email})
+        for thread, email in zip(threads, spellings, strict=True)
+    ]
+
+    assert [reply.status_code for reply in replies] == [200, 200, 200, 429]
+    assert "transcript copies to one email address" in replies[-1].json()["error"]
+    # Dots count elsewhere: another provider may deliver them to other people.
+    other = fake_chatkit.add_thread(user="visitor_other", items=[])
+    body = {"threadId": other.id, "mode": "recap", "email": "v.ictim@visitor.example"}
+    assert send(server_client(), body).status_code == 200
+
+
+def test_visitor_copies_are_limited_per_visitor(fake_chatkit, ses, settings):
+    settings.ALLOW_USER_RECAP = True
+    settings.RATE_LIMIT_VISITOR_COPIES_PER_VISITOR = (2, 86400)
+    threads = [fake_chatkit.add_thread(user="visitor_abc", items=[]) for _ in range(3)]
+
+    codes = [
+        send(
+            server_client(), {"threadId": thread.id, "mode": "recap", "email": f"friend{n}@visitor.example"}
+        ).status_code
+        for n, thread in enumerate(threads)
+    ]
+
+    assert codes == [200, 200, 429]
+
+
+def test_visitor_copies_asked_for_from_one_address_are_limited(fake_chatkit, ses, settings):
+    settings.ALLOW_USER_RECAP = True
+    settings.RATE_LIMIT_VISITOR_COPIES_PER_IP = (2, 3600)
+    browsers = [visitor_with_thread(fake_chatkit, []) for _ in range(3)]
+
+    codes = [
+        send(
+            browser, {"threadId": thread.id, "mode": "recap", "email": f"friend{n}@visitor.example"}
+        ).status_code
+        for n, (browser, thread) in enumerate(browsers)
+    ]
+
+    assert codes == [200, 200, 429]
+
+
+def test_visitor_copies_have_a_site_wide_cap(fake_chatkit, ses, settings):
+    settings.ALLOW_USER_RECAP = True
+    settings.RATE_LIMIT_VISITOR_COPIES_SITE_WIDE = (2, 86400)
+    threads = [fake_chatkit.add_thread(user=f"visitor_{n}", items=[]) for n in range(3)]
+
+    replies = [
+        send(server_client(), {"threadId": thread.id, "mode": "recap", "email": f"friend{n}@visitor.example"})
+        for n, thread in enumerate(threads)
+    ]
+
+    assert [reply.status_code for reply in replies] == [200, 200, 429]
+    assert "transcript copies to visitors" in replies[-1].json()["error"]
+
+
 def test_a_refused_transcript_reply_keeps_the_lead_out_of_the_log(fake_chatkit, ses, settings):
     settings.RATE_LIMIT_TRANSCRIPTS_PER_THREAD = (1, 3600)
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[])
