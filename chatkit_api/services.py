@@ -3,7 +3,9 @@ ones. What SES reports about the mail is recorded by chatkit_api.delivery.
 
 Each service owns the order of its side effects. A transcript is recorded before anything
 is mailed, and every failure after that point leaves the row `failed` with its error, so
-nothing a visitor typed is lost when OpenAI or SES is down.
+nothing a visitor typed is lost when SES is down or the thread cannot be read. Before it, the
+thread's owner is looked up: for a managed thread OpenAI answers that, and while it cannot,
+the request is refused (502) without a record, since the thread may not be the caller's.
 
 Whatever sends a transcript (a request, a retry of it, a resend) first claims its send in the
 database, and only one claim holds at a time, so two processes never mail it together. A
