@@ -76,7 +76,7 @@ class SessionApi(ChatKitApiView):
             validators=(RegexValidator(LOCALE_PATTERN, "Not a locale."),),
         )
         pageUrl = text_field(  # noqa: N815 - the frontend's field name
-            2000, "The page the chat is on; the workflow's `page_url`."
+            2000, "The page the chat is on; the workflow's `page_url`.", strings_only=True
         )
 
     def post(self, request: Request) -> Response:

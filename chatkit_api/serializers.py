@@ -86,10 +86,27 @@ class PlainEmailField(serializers.EmailField):
         return f"{local_part}@{punycode(domain)}"
 
 
+class StringOnlyField(serializers.CharField):
+    """A CharField that refuses numbers, which DRF's turns into text: the schema says string."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def text_field(
-    max_length: int, help_text: str, *, multiline: bool = False, validators: tuple[Any, ...] = ()
+    max_length: int,
+    help_text: str,
+    *,
+    multiline: bool = False,
+    validators: tuple[Any, ...] = (),
+    strings_only: bool = False,
 ) -> serializers.CharField:
-    return serializers.CharField(
+    # Most fields take a number as its text, as the old handler did (a phone number sent as
+    # one); a field that is never a number refuses it.
+    field = StringOnlyField if strings_only else serializers.CharField
+    return field(
         required=False,
         allow_blank=True,
         allow_null=True,
@@ -124,7 +141,9 @@ class LeadSerializer(serializers.Serializer):
         "`quote` (default), or `recap` to also mail the visitor a copy (needs `ALLOW_USER_RECAP`).",
         validators=(RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only."),),
     )
-    pageUrl = text_field(2000, "The page the visitor was on.")  # noqa: N815 - the frontend's field name
+    pageUrl = text_field(  # noqa: N815 - the frontend's field name
+        2000, "The page the visitor was on.", strings_only=True
+    )
 
 
 def lead_from(data: dict[str, Any]) -> Lead:

@@ -156,6 +156,7 @@ def test_trailing_slash_is_accepted(api, fake_chatkit):
         ({"locale": ["en"]}, "locale"),
         ({"pageUrl": "https://shop.example/\nx"}, "pageUrl"),
         ({"pageUrl": "https://shop.example/" + "a" * 2000}, "pageUrl"),
+        ({"pageUrl": 0}, "pageUrl"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(api, fake_chatkit, body, field):
