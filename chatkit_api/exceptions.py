@@ -142,6 +142,13 @@ class RateLimitUnavailable(ServiceError):
     message = "Requests cannot be counted right now, so none are accepted. Try again later."
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database refused the connection, failed, or did not answer in time."""
+
+    status_code = 503
+    message = "The database is unavailable right now. Try again later."
+
+
 class IdempotencyKeyInUse(ServiceError):
     status_code = 409
     message = "A request with this Idempotency-Key is still being processed. Try again shortly."

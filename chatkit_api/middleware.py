@@ -13,7 +13,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from chatkit_api.exceptions import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,23 @@ class AllowedHostMiddleware(SyncAndAsyncMiddleware):
             logger.warning("Refused a request for host %r: it is not in DJANGO_ALLOWED_HOSTS", host)
             return JsonResponse({"error": "This service does not answer for that host."}, status=400)
         return None
+
+
+class DatabaseUnavailableMiddleware(SyncAndAsyncMiddleware):
+    """A database that refuses the connection, fails or does not answer in time is a JSON 503
+    on every path, not a 500: nothing is wrong with the request, and it can be tried again.
+
+    Where a view can say more it catches the error itself (the rate limits' 503 says that
+    requests cannot be counted).
+    """
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        # The database's own words (refused, timed out, locked) are for the operator only.
+        logger.error("%s %s: the database failed", request.method, request.path, exc_info=exception)
+        error = DatabaseUnavailable()
+        return JsonResponse({"error": error.message}, status=error.status_code)
 
 
 class RequestBodyLimitMiddleware(SyncAndAsyncMiddleware):

@@ -179,8 +179,9 @@ class SessionApiSchema(OpenApiViewExtension):
                     503: _error(
                         NotConfiguredSerializer,
                         "`OPENAI_API_KEY` or `CHATKIT_WORKFLOW_ID` is not set, the rate-limit counters "
-                        "cannot be reached, or Agent Builder has shut down (from 2026-11-30: managed "
-                        "ChatKit is gone, and the reply says to switch to self-hosted mode).",
+                        "cannot be reached, the database is unavailable, or Agent Builder has shut down "
+                        "(from 2026-11-30: managed ChatKit is gone, and the reply says to switch to "
+                        "self-hosted mode).",
                     ),
                 },
                 # The cookie is optional: without one (or with a forged one) a new visitor starts.
@@ -258,8 +259,8 @@ class TranscriptApiSchema(OpenApiViewExtension):
                     ),
                     503: _error(
                         NotConfiguredSerializer,
-                        "`SES_TO_EMAIL` (or, managed, `OPENAI_API_KEY`) is not set, or the rate-limit "
-                        "counters cannot be reached.",
+                        "`SES_TO_EMAIL` (or, managed, `OPENAI_API_KEY`) is not set, the rate-limit "
+                        "counters cannot be reached, or the database is unavailable.",
                     ),
                 },
             )

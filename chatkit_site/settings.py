@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatkit_api.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "chatkit_site.urls"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from django.db import OperationalError, connection
 from django_ses import utils as django_ses_utils
 
 from chatkit_api.models import (
@@ -239,6 +240,21 @@ def test_other_event_kinds_are_ignored(client, sns):
     assert post(client, sns.sign(notification(ses_event))).status_code == 200
 
     assert DeliveryReport.objects.count() == 0
+
+
+def test_a_database_that_fails_is_a_json_503_so_that_sns_tries_again(client, sns, caplog):
+    ses_notification, email = _bounce_for_sent_email()
+
+    def database_gone(execute, sql, params, many, context):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(database_gone):
+        response = post(client, sns.sign(notification(ses_notification)))
+
+    assert response.status_code == 503
+    assert response.json() == {"error": "The database is unavailable right now. Try again later."}
+    assert "server closed the connection unexpectedly" in caplog.text
+    _assert_nothing_changed(email)
 
 
 # --- end to end: a transcript mailed through SES (moto), then reported on ---------------
