@@ -98,16 +98,16 @@ def _count_in_database(key: str, expires_at: float) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def _redis(url: str) -> Any:
+def _redis(url: str, timeout: float) -> Any:
     # Imported only where Redis is configured.
     import redis
 
-    # A Redis that does not answer must fail the request quickly rather than hang it.
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    # A Redis that does not answer fails the request as a database that does not answer would.
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
 def _count_in_redis(url: str, key: str, ttl: int) -> int:
-    pipeline = _redis(url).pipeline(transaction=True)
+    pipeline = _redis(url, settings.STORE_WAIT_SECONDS).pipeline(transaction=True)
     pipeline.incr(f"chatkit:{key}")
     pipeline.expire(f"chatkit:{key}", ttl)
     count, _ = pipeline.execute()
@@ -129,7 +129,7 @@ def rate_limit_reset(*, limit: RateLimit, subject: str) -> None:
         return
     key = _window_key(limit, subject, rate[1], time.time())
     if settings.REDIS_URL:
-        _redis(settings.REDIS_URL).delete(f"chatkit:{key}")
+        _redis(settings.REDIS_URL, settings.STORE_WAIT_SECONDS).delete(f"chatkit:{key}")
     else:
         RateLimitCounter.objects.filter(key=key).delete()
 

@@ -5,6 +5,8 @@ Defaults are safe for local development: SQLite, console email, no secrets neede
 beyond what `make run` sets.
 """
 
+import math
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -85,6 +87,19 @@ TEMPLATES = [
     },
 ]
 
+# --- Time budget ------------------------------------------------------------------
+
+# A request answered at once (a session, a transcript, the SES webhook, the admin) answers
+# within this many seconds, failures included: API Gateway gives up after 29 s (REST API) or
+# 30 s (HTTP API), and an answer after that reaches nobody.
+REQUEST_TIME_BUDGET_SECONDS = env_positive_int("REQUEST_TIME_BUDGET_SECONDS", 25)
+# The longest a request waits on the database or Redis at one time (to connect, for a free
+# pooled connection, for a statement or a lock, for a reply): a fifth of the budget, so that
+# one that does not answer is a 503 with time to spare.
+STORE_WAIT_SECONDS = REQUEST_TIME_BUDGET_SECONDS / 5
+
+# --- Database -------------------------------------------------------------------
+
 # Set by the Lambda runtime in every function's environment.
 RUNNING_ON_LAMBDA = bool(env_str("AWS_LAMBDA_FUNCTION_NAME"))
 DATABASE_URL = env_str("DATABASE_URL")
@@ -107,23 +122,41 @@ DATABASES = {
     )
 }
 
+# RDS Proxy endpoints (custom ones too): the proxy refuses every connection that carries
+# server options ("RDS Proxy currently doesn't support command-line options").
+rds_proxy_host = re.compile(r"\.proxy-[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com(\.cn)?$", re.IGNORECASE)
+
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE > 0:
-    # Under the ASGI server every request runs in a thread of its own, so a connection kept by
-    # its thread (CONN_MAX_AGE) is never reused: without a pool each answer would open one.
-    # The ChatKit store hands its connection back after each call (chatkit_store.database).
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": DATABASE_POOL_SIZE,
-        # How long a request waits for a free connection before it fails.
-        "timeout": 10,
-    }
+database_options = DATABASES["default"].setdefault("OPTIONS", {})
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that does not answer fails the connection (libpq waits 2 s at the least) instead
+    # of holding the request for psycopg's default of 130 s. What DATABASE_URL says wins.
+    database_options.setdefault("connect_timeout", math.ceil(STORE_WAIT_SECONDS))
+    if not rds_proxy_host.search(DATABASES["default"]["HOST"] or ""):
+        # The server cancels a statement (or a wait for a lock) that runs longer. Sent with the
+        # connection, so it costs no round trip; any `options` of DATABASE_URL come after it,
+        # and so win.
+        statement_timeout = f"-c statement_timeout={round(STORE_WAIT_SECONDS * 1000)}"
+        database_options["options"] = f"{statement_timeout} {database_options.get('options', '')}".strip()
+    if DATABASE_POOL_SIZE > 0:
+        # Under the ASGI server every request runs in a thread of its own, so a connection kept
+        # by its thread (CONN_MAX_AGE) is never reused: without a pool each answer would open
+        # one. The ChatKit store hands its connection back after each call
+        # (chatkit_store.database).
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        database_options["pool"] = {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_SIZE,
+            # How long a request waits for a free connection (or for a new one to be made)
+            # before it fails.
+            "timeout": STORE_WAIT_SECONDS,
+        }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent requests (runserver's threads) write rate-limit tickets at the same time.
     # A deferred transaction that reads and then writes can be refused at once with
-    # "database is locked"; an immediate one waits for the write lock instead.
-    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+    # "database is locked"; an immediate one waits for the write lock instead, this long.
+    database_options["transaction_mode"] = "IMMEDIATE"
+    database_options["timeout"] = STORE_WAIT_SECONDS
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

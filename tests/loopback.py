@@ -1,4 +1,5 @@
-"""ASGI applications served by a real uvicorn on a free loopback port, in a thread."""
+"""ASGI applications served by a real uvicorn on a free loopback port, in a thread, and a
+loopback server that never answers."""
 
 import asyncio
 import socket
@@ -42,3 +43,34 @@ def served_on_loopback(
         server.should_exit = True
         thread.join(timeout=10)
         loop.close()
+
+
+@contextmanager
+def blackhole() -> Iterator[int]:
+    """A TCP server on a free loopback port that accepts every connection and never answers
+    nor closes one until the block ends; the port. It is how a database, SES or OpenAI looks
+    when it hangs: the connection is made, and then nothing comes back."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    # accept() wakes up this often to see whether the block has ended.
+    listener.settimeout(0.05)
+    held: list[socket.socket] = []
+    ended = threading.Event()
+
+    def accept() -> None:
+        while not ended.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        ended.set()
+        thread.join(timeout=10)
+        listener.close()
+        for connection in held:
+            connection.close()

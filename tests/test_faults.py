@@ -1,20 +1,31 @@
-"""What the caller gets when the database, OpenAI or SES refuses or hangs: a JSON 502 or 503,
-and a transcript that could not be sent is recorded, failed, and can be resent.
+"""What the caller gets when the database, OpenAI or SES refuses or hangs: a JSON 502 or 503
+within REQUEST_TIME_BUDGET_SECONDS, and a transcript that could not be sent is recorded,
+failed, and can be resent.
 
-A database that fails is started with the service, in a process of its own that runs the
-Lambda handler with real HTTP API events, pointed at a closed port or at a server that never
-answers (tests/loopback.py): the settings build the connection from DATABASE_URL once.
+The settings build the database connection from DATABASE_URL and the budget once, at start:
+a database fault is tested on a service started in a process of its own, which runs the
+Lambda handler with real HTTP API events against a closed port, a server that never answers
+(tests/loopback.py), or the test database while a lock is held on it. Every budget here is a
+few seconds, so that each test is quick, and every reply must come within it.
 """
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
+from django.db import connection
+
+from chatkit_api.models import IdempotencyKey, RateLimitCounter
 from tests.conftest import STAFF, TOKEN
-from tests.loopback import free_port
+from tests.loopback import blackhole, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,9 +58,14 @@ os._exit(0)
 """
 
 
+# Seconds: small enough for a quick test, large enough for PostgreSQL's shortest connect
+# timeout (2 s) to fit.
+BUDGET = 3
+
+
 def served_with_database(database_url: str, *events: dict[str, Any], **environment: str) -> list[dict]:
     """Each event's reply (status, JSON body, seconds the handler took) from a fresh service whose
-    database is `database_url`."""
+    database is `database_url` and whose time budget is BUDGET."""
     result = subprocess.run(
         [sys.executable, "-c", SERVE_EVENTS, json.dumps(events)],
         cwd=REPO,
@@ -64,6 +80,7 @@ def served_with_database(database_url: str, *events: dict[str, Any], **environme
             "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
             "SES_TO_EMAIL": STAFF,
             "TRANSCRIPT_API_TOKEN": TOKEN,
+            "REQUEST_TIME_BUDGET_SECONDS": str(BUDGET),
             **environment,
         },
         capture_output=True,
@@ -82,14 +99,67 @@ DATABASE_UNAVAILABLE = {"error": "The database is unavailable right now. Try aga
 NOT_COUNTED = {"error": "Requests cannot be counted right now, so none are accepted. Try again later."}
 
 
-def test_a_database_that_refuses_connections_is_a_503():
+def assert_unavailable_within_the_budget(session: dict, transcript: dict) -> None:
+    assert (session["status"], session["body"]) == (503, NOT_COUNTED)
+    assert (transcript["status"], transcript["body"]) == (503, DATABASE_UNAVAILABLE)
+    assert session["seconds"] < BUDGET
+    assert transcript["seconds"] < BUDGET
+
+
+# With the pool a request waits for a connection the pool makes; without one it connects itself.
+POOLED = pytest.mark.parametrize("pool_size", ["10", "0"], ids=["pool", "no-pool"])
+
+
+@POOLED
+def test_a_database_that_refuses_connections_is_a_503(pool_size):
     # Nothing listens on the port: every connection is refused at once.
     session, transcript = served_with_database(
         f"postgres://postgres@127.0.0.1:{free_port()}/budget",
         SESSION,
         TRANSCRIPT_FROM_A_SERVER,
-        DATABASE_POOL_SIZE="0",
+        DATABASE_POOL_SIZE=pool_size,
     )
 
-    assert (session["status"], session["body"]) == (503, NOT_COUNTED)
-    assert (transcript["status"], transcript["body"]) == (503, DATABASE_UNAVAILABLE)
+    assert_unavailable_within_the_budget(session, transcript)
+
+
+@POOLED
+def test_a_database_that_never_answers_is_a_503_within_the_budget(pool_size):
+    with blackhole() as port:
+        session, transcript = served_with_database(
+            f"postgres://postgres@127.0.0.1:{port}/budget",
+            SESSION,
+            TRANSCRIPT_FROM_A_SERVER,
+            DATABASE_POOL_SIZE=pool_size,
+        )
+
+    assert_unavailable_within_the_budget(session, transcript)
+
+
+@contextmanager
+def locked_test_database() -> Iterator[str]:
+    """The test database with the tables both calls write first locked by another connection,
+    as a long migration or a stuck transaction would hold them; its URL."""
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        locker = sqlite3.connect(database["NAME"], isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            yield f"sqlite:///{database['NAME']}"
+        finally:
+            locker.close()
+        return
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    with psycopg.connect(url) as locker:
+        tables = ", ".join(model._meta.db_table for model in (RateLimitCounter, IdempotencyKey))
+        locker.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        yield url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_database_is_a_503_within_the_budget():
+    # SQLite waits for the write lock, PostgreSQL for the table lock, until the statement's time is up.
+    with locked_test_database() as url:
+        session, transcript = served_with_database(url, SESSION, TRANSCRIPT_FROM_A_SERVER)
+
+    assert_unavailable_within_the_budget(session, transcript)

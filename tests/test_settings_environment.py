@@ -176,3 +176,63 @@ def test_without_an_env_file_a_production_setting_is_required(tmp_path):
 
     assert result.returncode == 1
     assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+# --- the time budget: every wait on the database is a fifth of it ---------------------------
+
+
+def database_options(**environment: str) -> dict:
+    return settings_from(environment, "DATABASES")["DATABASES"]["default"]["OPTIONS"]
+
+
+def test_postgresql_connections_time_out_within_the_budget():
+    default = database_options(DATABASE_URL="postgres://chatkit@db.example:5432/chatkit")
+    shorter = database_options(
+        DATABASE_URL="postgres://chatkit@db.example:5432/chatkit", REQUEST_TIME_BUDGET_SECONDS="10"
+    )
+
+    assert (default["connect_timeout"], default["options"], default["pool"]["timeout"]) == (
+        5,
+        "-c statement_timeout=5000",
+        5.0,
+    )
+    assert (shorter["connect_timeout"], shorter["options"], shorter["pool"]["timeout"]) == (
+        2,
+        "-c statement_timeout=2000",
+        2.0,
+    )
+
+
+def test_what_the_database_url_says_wins():
+    options = database_options(
+        DATABASE_URL="postgres://chatkit@db.example:5432/chatkit?connect_timeout=30"
+        "&options=-c%20statement_timeout%3D0%20-c%20search_path%3Dleads"
+    )
+
+    assert options["connect_timeout"] == 30
+    # PostgreSQL takes the last value given.
+    assert options["options"] == "-c statement_timeout=5000 -c statement_timeout=0 -c search_path=leads"
+
+
+def test_no_server_options_go_to_an_rds_proxy_which_refuses_them():
+    options = database_options(
+        DATABASE_URL="postgres://chatkit@chatkit.proxy-c0abcdef1234.eu-west-1.rds.amazonaws.com:5432/chatkit"
+    )
+
+    assert "options" not in options
+    assert options["connect_timeout"] == 5
+
+
+def test_sqlite_waits_for_a_lock_within_the_budget(tmp_path):
+    options = database_options(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", REQUEST_TIME_BUDGET_SECONDS="10"
+    )
+
+    assert options["timeout"] == 2.0
+
+
+def test_a_budget_below_one_second_stops_the_start(tmp_path):
+    result = manage(tmp_path, "check", env_file_text="DJANGO_DEBUG=true\nREQUEST_TIME_BUDGET_SECONDS=0\n")
+
+    assert result.returncode == 1
+    assert "REQUEST_TIME_BUDGET_SECONDS must be 1 or more, not 0." in result.stderr

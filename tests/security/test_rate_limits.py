@@ -30,6 +30,7 @@ from chatkit_site.lambda_handler import handler
 from tests.concurrency import fire_together
 from tests.fake_chatkit import user_message
 from tests.lambda_events import http_api_v2_event, rest_api_v1_event
+from tests.loopback import blackhole
 from tests.security.helpers import lambda_header
 from tests.test_transcript import LEAD, send, server_client, visitor_with_thread
 
@@ -350,6 +351,19 @@ def test_an_unreachable_counter_store_refuses_rather_than_lets_everything_throug
     assert response.json() == {
         "error": "Requests cannot be counted right now, so none are accepted. Try again later."
     }
+    assert fake_chatkit.requests == []
+
+
+def test_a_counter_store_that_never_answers_refuses_within_a_database_wait(fake_chatkit, settings):
+    settings.STORE_WAIT_SECONDS = 0.5
+    with blackhole() as port:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        started = time.monotonic()
+        response = session_from("198.51.100.5")
+        waited = time.monotonic() - started
+
+    assert response.status_code == 503
+    assert waited < 1
     assert fake_chatkit.requests == []
 
 
