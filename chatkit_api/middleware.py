@@ -17,6 +17,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from chatkit_api.exceptions import DatabaseUnavailable
+from chatkit_api.time_budget import time_budget
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,25 @@ class SyncAndAsyncMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         refused = self.refuse(request)
         return refused if refused is not None else self.adjust(request, await self.get_response(request))
+
+
+class TimeBudgetMiddleware(SyncAndAsyncMiddleware):
+    """Start the request's time budget (REQUEST_TIME_BUDGET_SECONDS, see chatkit_api.time_budget)
+    as it comes in: every outside call the request makes ends within it.
+
+    A self-hosted answer's model calls do not read it: the answer has its own deadline
+    (CHATKIT_AGENT_TIMEOUT_SECONDS), and streams.
+    """
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        with time_budget(settings.REQUEST_TIME_BUDGET_SECONDS):
+            return self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        with time_budget(settings.REQUEST_TIME_BUDGET_SECONDS):
+            return await self.get_response(request)
 
 
 class AllowedHostMiddleware(SyncAndAsyncMiddleware):

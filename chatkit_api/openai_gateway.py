@@ -7,15 +7,23 @@ messages that are safe to return (no API key, no raw upstream body).
 The ChatKit endpoints are called through the SDK client's generic request methods rather
 than `client.beta.chatkit`: touching `client.beta` imports every beta resource and its
 types, which costs more cold start than `import openai` itself. The generic methods keep
-the SDK's authentication, retries, timeouts and error types. Replies are read as JSON:
-a session needs two fields, and a thread item of a type the SDK does not know yet must
-still reach the mail.
+the SDK's authentication, timeouts and error types. Replies are read as JSON: a session
+needs two fields, and a thread item of a type the SDK does not know yet must still reach
+the mail.
+
+The ChatKit calls are retried here rather than by the SDK, by the SDK's rules, because only
+here is the request's time budget known (chatkit_api.time_budget): an attempt never outlasts
+it, and a retry that could not start in time is not made. The SDK would wait out a
+Retry-After of up to a minute, and give each attempt the whole OPENAI_TIMEOUT_SECONDS.
 """
 
 import asyncio
 import functools
+import itertools
 import logging
+import random
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -27,6 +35,7 @@ import openai
 from django.conf import settings
 
 from chatkit_api.exceptions import ManagedChatKitGone, NotConfigured, ThreadNotFound, UpstreamError
+from chatkit_api.time_budget import time_left
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +53,16 @@ class ChatKitSession:
 
 
 @functools.lru_cache(maxsize=4)
-def _build_client(api_key: str, base_url: str, timeout: float, max_retries: int) -> openai.OpenAI:
-    return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+def _build_client(api_key: str, base_url: str) -> openai.OpenAI:
+    # Each request says its own timeout, and is retried by _chatkit_request.
+    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0)
 
 
-def _client(max_retries: int | None = None) -> openai.OpenAI:
-    """The client built from settings; `max_retries` overrides OPENAI_MAX_RETRIES (a long
-    command can afford to wait out a rate limit, a visitor's request cannot)."""
+def _client() -> openai.OpenAI:
+    """The client built from settings."""
     if not settings.OPENAI_API_KEY:
         raise NotConfigured(["OPENAI_API_KEY"])
-    return _build_client(
-        settings.OPENAI_API_KEY,
-        settings.OPENAI_BASE_URL,
-        float(settings.OPENAI_TIMEOUT_SECONDS),
-        settings.OPENAI_MAX_RETRIES if max_retries is None else max_retries,
-    )
+    return _build_client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL)
 
 
 @functools.cache
@@ -113,8 +117,12 @@ async def async_client_close() -> None:
         await built[1].close()
 
 
+class _OutOfTime(openai.OpenAIError):
+    """No time was left in the request's budget for an attempt."""
+
+
 def _upstream_error(action: str, exc: openai.OpenAIError) -> UpstreamError:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, _OutOfTime)):
         reason = "timed out"
     elif isinstance(exc, openai.APIConnectionError):
         reason = "could not be reached"
@@ -136,15 +144,82 @@ def _unreadable_reply(what: str, exc: Exception) -> UpstreamError:
     return UpstreamError("OpenAI returned an unreadable answer. Try again later.")
 
 
+# Statuses worth another attempt, as the SDK has them: a request timeout, a conflict, a rate
+# limit, and the server's own errors.
+_RETRIED_STATUSES = {408, 409, 429}
+# The longest Retry-After the SDK waits out; past it, it does not retry.
+_LONGEST_RETRY_AFTER_SECONDS = 60
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """The wait the reply asks for, in seconds, if it asks for one."""
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def _retry_wait(exc: openai.OpenAIError, retries_taken: int) -> float | None:
+    """Seconds to wait before another attempt after `exc`; None when it is not worth one.
+
+    By the SDK's rules: a connection that failed or timed out is tried again, and so is a reply
+    with a status in _RETRIED_STATUSES or 500 and above, unless it says otherwise
+    (x-should-retry). The wait is the reply's Retry-After, else half a second doubled with
+    each retry, at most 8 s, less up to a quarter (so that clients do not retry in step).
+    """
+    if isinstance(exc, openai.APIStatusError):
+        should_retry = exc.response.headers.get("x-should-retry")
+        if should_retry == "false":
+            return None
+        if should_retry != "true" and exc.status_code not in _RETRIED_STATUSES and exc.status_code < 500:
+            return None
+        asked = _retry_after(exc)
+        if asked is not None and asked > 0:
+            return asked if asked <= _LONGEST_RETRY_AFTER_SECONDS else None
+    elif not isinstance(exc, openai.APIConnectionError):
+        return None
+    return min(0.5 * 2**retries_taken, 8.0) * (1 - 0.25 * random.random())  # noqa: S311 - jitter
+
+
+def _attempt_timeout() -> float:
+    """What one attempt may take: OPENAI_TIMEOUT_SECONDS, within what is left of the budget."""
+    left = time_left()
+    if left is None:
+        return float(settings.OPENAI_TIMEOUT_SECONDS)
+    if left <= 0:
+        raise _OutOfTime()
+    return min(float(settings.OPENAI_TIMEOUT_SECONDS), left)
+
+
 def _chatkit_request(
     method: str, path: str, *, body: Any = None, params: Any = None, max_retries: int | None = None
 ) -> dict[str, Any]:
+    """One ChatKit call, retried up to `max_retries` times (default OPENAI_MAX_RETRIES; a long
+    command can afford to wait out a rate limit, a visitor's request cannot) while the
+    request's time budget lasts."""
+    retries = settings.OPENAI_MAX_RETRIES if max_retries is None else max_retries
+    client = _client()
     options: Any = {"headers": _CHATKIT_BETA_HEADERS, "params": params or {}}
-    client = _client(max_retries)
-    if method == "post":
-        reply = client.post(path, cast_to=object, body=body, options=options)
-    else:
-        reply = client.get(path, cast_to=object, options=options)
+    for retries_taken in itertools.count():
+        options["timeout"] = _attempt_timeout()
+        try:
+            if method == "post":
+                reply = client.post(path, cast_to=object, body=body, options=options)
+            else:
+                reply = client.get(path, cast_to=object, options=options)
+            break
+        except openai.OpenAIError as exc:
+            wait = _retry_wait(exc, retries_taken) if retries_taken < retries else None
+            left = time_left()
+            if wait is None or (left is not None and wait >= left):
+                raise
+            logger.info("OpenAI %s %s failed (%s); retrying in %.1f s", method.upper(), path, exc, wait)
+            time.sleep(wait)
     if not isinstance(reply, dict):
         raise ValueError(f"expected a JSON object, got {type(reply).__name__}")
     return reply

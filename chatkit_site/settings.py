@@ -51,7 +51,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: every other middleware may ask for the host.
+    # First: the request's time budget runs from the moment it comes in.
+    "chatkit_api.middleware.TimeBudgetMiddleware",
+    # Next: every middleware after it may ask for the host.
     "chatkit_api.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the pages' static files from the deployment itself (Lambda has no web server).
@@ -91,7 +93,8 @@ TEMPLATES = [
 
 # A request answered at once (a session, a transcript, the SES webhook, the admin) answers
 # within this many seconds, failures included: API Gateway gives up after 29 s (REST API) or
-# 30 s (HTTP API), and an answer after that reaches nobody.
+# 30 s (HTTP API), and an answer after that reaches nobody. The calls to OpenAI it makes get
+# what is left of it (chatkit_api.time_budget).
 REQUEST_TIME_BUDGET_SECONDS = env_positive_int("REQUEST_TIME_BUDGET_SECONDS", 25)
 # The longest a request waits on the database or Redis at one time (to connect, for a free
 # pooled connection, for a statement or a lock, for a reply): a fifth of the budget, so that
@@ -272,6 +275,8 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 # Always given to the SDK, which would otherwise read OPENAI_BASE_URL itself and take an
 # empty value for the URL.
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
+# Each attempt of a managed-mode call, and how many times a failed one is tried again; in a
+# request, only while its time budget lasts.
 OPENAI_TIMEOUT_SECONDS = env_int("OPENAI_TIMEOUT_SECONDS", 15)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 2)
 CHATKIT_WORKFLOW_ID = env_str("CHATKIT_WORKFLOW_ID")

@@ -74,6 +74,8 @@ class FakeChatKit:
         # (method, path prefix) -> what matching requests answer instead.
         self.failures: dict[tuple[str, str], Failure] = {}
         self.holds: dict[tuple[str, str], Hold] = {}
+        # The wait a server error or a rate limit asks for; short, so that retries are quick.
+        self.retry_after_ms = "1"
         # What the model answers next, one entry per `POST /v1/responses`: a text, or a
         # (function name, arguments) call. When it runs out, the model echoes.
         self.model_turns: deque[str | tuple[str, dict[str, Any]]] = deque()
@@ -94,6 +96,7 @@ class FakeChatKit:
             self.threads.clear()
             self.requests.clear()
             self.failures.clear()
+            self.retry_after_ms = "1"
             self.model_turns.clear()
             for hold in self.holds.values():
                 hold.release.set()
@@ -212,7 +215,7 @@ class FakeChatKit:
         status, payload = self._answer(request)
         headers = {}
         if status == 429 or status >= 500:
-            headers["retry-after-ms"] = "1"
+            headers["retry-after-ms"] = self.retry_after_ms
         if isinstance(payload, SseBody):
             encoded, content_type = payload.encode(), "text/event-stream"
         else:

@@ -5,6 +5,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from chatkit_site.asgi import application
 from tests.chatkit_protocol import assistant_texts, sse_events, thread_id_of, user_input
 from tests.fake_model import Say, Wait
 from tests.fake_responses import ANSWER
-from tests.loopback import served_on_loopback
+from tests.loopback import blackhole, served_on_loopback
 
 # The server answers from threads of its own, with connections of their own: data is committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,6 +145,27 @@ def test_an_answer_holds_no_pooled_connection_while_the_model_writes(served, sel
 
     assert assistant_texts(sse_events(first + rest)) == ["Pads are £89 fitted."]
     assert while_writing == idle
+
+
+def test_a_session_call_answers_within_its_time_budget_when_openai_hangs(
+    served, fake_chatkit, settings, before_agent_builder_shutdown
+):
+    # The budget runs on the server's loop and reaches the view in Django's thread for it.
+    settings.REQUEST_TIME_BUDGET_SECONDS = 2
+    settings.OPENAI_TIMEOUT_SECONDS = 15
+    with blackhole() as openai_port:
+        settings.OPENAI_BASE_URL = f"http://127.0.0.1:{openai_port}/v1"
+        connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
+        started = time.monotonic()
+        connection.request("POST", "/api/chatkit/session", "{}", {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        seconds = time.monotonic() - started
+        connection.close()
+
+    assert response.status == 502
+    assert body == {"error": "OpenAI timed out while creating a ChatKit session. Try again later."}
+    assert seconds < settings.REQUEST_TIME_BUDGET_SECONDS
 
 
 def _raw_exchange(port: int, head: list[str], body: bytes) -> tuple[int, dict]:

@@ -14,7 +14,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ import psycopg
 import pytest
 from django.db import connection
 
-from chatkit_api.models import IdempotencyKey, RateLimitCounter
+from chatkit_api.models import IdempotencyKey, RateLimitCounter, Transcript, TranscriptStatus
+from chatkit_api.services import transcript_resend
 from tests.conftest import STAFF, TOKEN
+from tests.fake_chatkit import user_message
 from tests.loopback import blackhole, free_port
+from tests.test_transcript import LEAD, send, server_client
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,3 +167,90 @@ def test_a_locked_database_is_a_503_within_the_budget():
         session, transcript = served_with_database(url, SESSION, TRANSCRIPT_FROM_A_SERVER)
 
     assert_unavailable_within_the_budget(session, transcript)
+
+
+# --- OpenAI -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_budget(settings) -> int:
+    """A budget of 2 s, with OpenAI's own timeout and retries as a deployment has them."""
+    settings.REQUEST_TIME_BUDGET_SECONDS = 2
+    settings.OPENAI_TIMEOUT_SECONDS = 15
+    settings.OPENAI_MAX_RETRIES = 2
+    return settings.REQUEST_TIME_BUDGET_SECONDS
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+@pytest.mark.django_db
+def test_openai_that_never_answers_is_a_502_within_the_budget(
+    api, fake_chatkit, settings, small_budget, before_agent_builder_shutdown
+):
+    with blackhole() as port:
+        settings.OPENAI_BASE_URL = f"http://127.0.0.1:{port}/v1"
+        response, seconds = timed(lambda: api.post("/api/chatkit/session", {}, format="json"))
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "OpenAI timed out while creating a ChatKit session. Try again later."}
+    assert seconds < small_budget
+
+
+@pytest.mark.django_db
+def test_a_failed_call_is_tried_again_within_the_budget(
+    api, fake_chatkit, small_budget, before_agent_builder_shutdown
+):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", 500, times=1)
+
+    response, seconds = timed(lambda: api.post("/api/chatkit/session", {}, format="json"))
+
+    assert response.status_code == 200
+    assert len(fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")) == 2
+    assert seconds < small_budget
+
+
+@pytest.mark.django_db
+def test_no_retry_waits_past_the_budget(api, fake_chatkit, small_budget, before_agent_builder_shutdown):
+    fake_chatkit.fail("POST", "/v1/chatkit/sessions", 429, times=1)
+    # OpenAI asks for a wait longer than the whole budget.
+    fake_chatkit.retry_after_ms = "5000"
+
+    response, seconds = timed(lambda: api.post("/api/chatkit/session", {}, format="json"))
+
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": "OpenAI answered HTTP 429 while creating a ChatKit session. Try again later."
+    }
+    assert seconds < small_budget
+    assert len(fake_chatkit.requests_to("POST", "/v1/chatkit/sessions")) == 1
+
+
+@pytest.mark.django_db
+def test_a_thread_openai_does_not_send_in_time_is_recorded_failed_and_can_be_resent(
+    fake_chatkit, ses, small_budget
+):
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("brake pads, please")])
+    hold = fake_chatkit.hold("GET", f"/v1/chatkit/threads/{thread.id}/items")
+
+    response, seconds = timed(lambda: send(server_client(), {"threadId": thread.id, **LEAD}))
+
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": "OpenAI timed out while reading the thread's messages. Try again later."
+    }
+    assert seconds < small_budget
+    transcript = Transcript.objects.get()
+    assert (transcript.status, transcript.error) == (TranscriptStatus.FAILED, response.json()["error"])
+    assert transcript.name == LEAD["name"]
+    assert ses.sent() == []
+
+    hold.release.set()
+    transcript_resend(transcript=transcript)
+
+    transcript.refresh_from_db()
+    assert transcript.status == TranscriptStatus.SENT
+    assert "User: brake pads, please" in ses.sent()[0].text
