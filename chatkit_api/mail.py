@@ -1,15 +1,22 @@
-"""Sending mail through Django's email API; in production the backend is django-ses."""
+"""Sending mail through Django's email API; in production the backend is django-ses.
+
+SES gets timeouts and one retry that fit in a request's time budget (chatkit_api.time_budget),
+and a message is only handed to it while there is time for every attempt: otherwise it is
+not sent, and the transcript records why, to be resent.
+"""
 
 import functools
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 
 from chatkit_api.redaction import secrets_redact
+from chatkit_api.time_budget import time_left
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,40 @@ class MailError(Exception):
     """The backend refused the message or could not be reached."""
 
 
+SES_BACKEND = "django_ses.SESBackend"
+# Attempts to hand a message to SES: a throttled or failed one is tried once more.
+SES_ATTEMPTS = 2
+# The longest botocore waits before that retry (its standard mode: a random part of 1 s for a
+# throttled send, of 50 ms for other errors).
+SES_RETRY_WAIT_SECONDS = 1.0
+
+
+def _ses_attempt_seconds() -> float:
+    """How long one attempt may take to connect to SES, and again to be answered: a tenth of
+    REQUEST_TIME_BUDGET_SECONDS (botocore's defaults are a minute each)."""
+    return settings.REQUEST_TIME_BUDGET_SECONDS / 10
+
+
+def _ses_send_seconds() -> float:
+    """The longest handing one message to SES can take, its retry included."""
+    return SES_ATTEMPTS * 2 * _ses_attempt_seconds() + SES_RETRY_WAIT_SECONDS
+
+
+def _backend_options(backend: str) -> dict[str, Any]:
+    if backend != SES_BACKEND:
+        return {}
+    # Imported with django-ses, only where mail goes to SES.
+    from botocore.config import Config
+
+    return {
+        "aws_config": Config(
+            connect_timeout=_ses_attempt_seconds(),
+            read_timeout=_ses_attempt_seconds(),
+            retries={"mode": "standard", "total_max_attempts": SES_ATTEMPTS},
+        )
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def _open_connection(backend: str) -> BaseEmailBackend:
     """One open mail connection per process, shared by every send.
@@ -47,7 +88,7 @@ def _open_connection(backend: str) -> BaseEmailBackend:
     and SES client each time, which loads the service model again: tens of milliseconds
     and megabytes per mail on a warm Lambda instance.
     """
-    connection = get_connection(backend)
+    connection = get_connection(backend, **_backend_options(backend))
     connection.open()
     return connection
 
@@ -62,6 +103,12 @@ def email_send(email: OutgoingEmail) -> str:
         raise MailError(
             "A subject, recipient or Reply-To contains a line break, control character or encoded "
             "word; not sent."
+        )
+    left = time_left()
+    if settings.EMAIL_BACKEND == SES_BACKEND and left is not None and left < _ses_send_seconds():
+        raise MailError(
+            f"Not sent: {left:.1f} s were left of the request's time (REQUEST_TIME_BUDGET_SECONDS), "
+            f"and handing the mail to SES may take {_ses_send_seconds():.1f} s."
         )
     message = EmailMultiAlternatives(
         connection=_open_connection(settings.EMAIL_BACKEND),

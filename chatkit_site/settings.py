@@ -93,8 +93,8 @@ TEMPLATES = [
 
 # A request answered at once (a session, a transcript, the SES webhook, the admin) answers
 # within this many seconds, failures included: API Gateway gives up after 29 s (REST API) or
-# 30 s (HTTP API), and an answer after that reaches nobody. The calls to OpenAI it makes get
-# what is left of it (chatkit_api.time_budget).
+# 30 s (HTTP API), and an answer after that reaches nobody. The calls to OpenAI and SES it
+# makes get what is left of it (chatkit_api.time_budget, chatkit_api.mail).
 REQUEST_TIME_BUDGET_SECONDS = env_positive_int("REQUEST_TIME_BUDGET_SECONDS", 25)
 # The longest a request waits on the database or Redis at one time (to connect, for a free
 # pooled connection, for a statement or a lock, for a reply): a fifth of the budget, so that

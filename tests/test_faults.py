@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from chatkit_api import mail
 from chatkit_api.models import IdempotencyKey, RateLimitCounter, Transcript, TranscriptStatus
 from chatkit_api.services import transcript_resend
 from tests.conftest import STAFF, TOKEN
@@ -254,3 +255,45 @@ def test_a_thread_openai_does_not_send_in_time_is_recorded_failed_and_can_be_res
     transcript.refresh_from_db()
     assert transcript.status == TranscriptStatus.SENT
     assert "User: brake pads, please" in ses.sent()[0].text
+
+
+# --- SES --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_ses_that_never_answers_is_a_502_within_the_budget_and_the_transcript_can_be_resent(
+    fake_chatkit, ses, settings
+):
+    settings.REQUEST_TIME_BUDGET_SECONDS = BUDGET
+    settings.ALLOW_USER_RECAP = True
+    thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("brake pads, please")])
+    recap = {"threadId": thread.id, **LEAD, "mode": "recap"}
+
+    with blackhole() as port:
+        settings.AWS_SES_REGION_ENDPOINT_URL = f"http://127.0.0.1:{port}"
+        response, seconds = timed(lambda: send(server_client(), recap))
+
+    transcript = Transcript.objects.get()
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": "The transcript was recorded but the email could not be sent. It is kept and can be resent.",
+        "id": transcript.id,
+    }
+    assert seconds < BUDGET
+    assert transcript.status == TranscriptStatus.FAILED
+    staff, visitor = transcript.emails.order_by("id")
+    assert "ReadTimeoutError: Read timeout on endpoint URL" in staff.error
+    # The staff message took its time: none was left to try the visitor's copy.
+    assert visitor.error.startswith("Not sent: ")
+    assert "REQUEST_TIME_BUDGET_SECONDS" in visitor.error
+    assert transcript.error == f"Staff: {staff.error}\nVisitor copy: {visitor.error}"
+    assert ses.sent() == []
+
+    # SES answers again; a later instance opens its own connection to it.
+    settings.AWS_SES_REGION_ENDPOINT_URL = None
+    mail._open_connection.cache_clear()
+    transcript_resend(transcript=transcript)
+
+    transcript.refresh_from_db()
+    assert transcript.status == TranscriptStatus.SENT
+    assert [sent.destinations for sent in ses.sent()] == [[STAFF], [LEAD["email"]]]
