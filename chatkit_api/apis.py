@@ -40,6 +40,7 @@ from chatkit_api.services import (
     transcript_send,
     transcript_settings,
 )
+from chatkit_api.time_budget import time_left
 from chatkit_api.visitors import client_ip, visitor_from_request, visitor_new_id, visitor_set_cookie
 
 # Printable ASCII without spaces, as the keys clients generate (UUIDs, random tokens) are.
@@ -189,20 +190,18 @@ def _request_page_url(request: HttpRequest) -> str:
     return referer if _is_page_url(referer) else ""
 
 
-# API Gateway gives up on a request after 29 s (REST) or 30 s (HTTP API): a whole answer sent
-# through apig-wsgi must be done before then.
-BUFFERED_ANSWER_SECONDS = 25
-
-
 def _streams(request: HttpRequest) -> bool:
     # Only an ASGI server streams (a WSGI server would get the events whole, after the run);
     # a proxy that buffers is the setting's to say.
     return isinstance(request, ASGIRequest) and settings.CHATKIT_STREAM_RESPONSES
 
 
-def _answer_seconds(request: HttpRequest) -> int:
-    if "apig_wsgi.full_event" in request.META:
-        return min(settings.CHATKIT_AGENT_TIMEOUT_SECONDS, BUFFERED_ANSWER_SECONDS)
+def _answer_seconds(request: HttpRequest) -> float:
+    left = time_left()
+    if "apig_wsgi.full_event" in request.META and left is not None:
+        # Sent whole through API Gateway, which gives up after 29 to 30 s: the answer ends
+        # within the request's time budget.
+        return min(settings.CHATKIT_AGENT_TIMEOUT_SECONDS, left)
     return settings.CHATKIT_AGENT_TIMEOUT_SECONDS
 
 

@@ -3,12 +3,14 @@
 
 import json
 import threading
+import time
 from datetime import datetime
 
 import pytest
 
 from chatkit_api.chatkit_server import CUT_OFF, THREAD_BUSY, TIMED_OUT
 from chatkit_api.models import ChatKitThread
+from chatkit_site.lambda_handler import handler
 from tests.chatkit_protocol import (
     ChatKitBrowser,
     assistant_texts,
@@ -18,6 +20,7 @@ from tests.chatkit_protocol import (
     user_input,
 )
 from tests.fake_model import CallTool, Say, Stall, Wait
+from tests.lambda_events import http_api_v2_event
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +70,29 @@ def test_a_model_that_hangs_mid_answer_leaves_the_answer_kept_and_marked(self_ho
     # The next message is answered, and the agent knows the last answer was cut off.
     browser.say("Still there?", thread_id)
     assert "took too long" in self_hosted.calls[-1].texts("user")[-2]
+
+
+# The handler is the real WSGI path, whose request signals recycle the database connection:
+# the test commits like a real request instead of running inside a transaction.
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_sent_whole_through_api_gateway_ends_within_the_request_time_budget(self_hosted, settings):
+    settings.CHATKIT_AGENT_TIMEOUT_SECONDS = 60
+    settings.REQUEST_TIME_BUDGET_SECONDS = 3
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
+    self_hosted.script.append(Stall("Front pads usually cost"))
+    event = http_api_v2_event(
+        path="/api/chatkit",
+        body={"type": "threads.create", "params": {"input": user_input("How much for pads?")}},
+        headers={"origin": "https://shop.example"},
+    )
+
+    started = time.monotonic()
+    reply = handler(event, None)
+    seconds = time.monotonic() - started
+
+    events = sse_events(reply["body"].encode())
+    assert events[-1] == {"type": "error", "code": "custom", "message": TIMED_OUT, "allow_retry": True}
+    assert seconds < settings.REQUEST_TIME_BUDGET_SECONDS
 
 
 # --- one answer per thread ------------------------------------------------------------------
