@@ -33,6 +33,27 @@ def time_budget(seconds: float) -> Iterator[None]:
         _calls_end.reset(token)
 
 
+@contextmanager
+def statements_unbounded() -> Iterator[None]:
+    """Run the block (a management command in a serving process: a Lambda `manage` event)
+    without the statement timeout that connections carry for requests, so that a migration
+    runs as long as it needs. The connection gets its own back afterwards, before a request
+    can use it."""
+    from django.db import connection
+
+    if "statement_timeout" not in connection.settings_dict["OPTIONS"].get("options", ""):
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            # Back to the value the connection was opened with.
+            cursor.execute("RESET statement_timeout")
+
+
 def time_left() -> float | None:
     """Seconds the running request's outside calls may still take, 0 when none are left;
     None outside a request."""

@@ -153,15 +153,19 @@ def _handle_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _handle_manage(command: str | list[str]) -> dict[str, Any]:
-    """Run a management command, e.g. `{"manage": "migrate --noinput"}`."""
+    """Run a management command, e.g. `{"manage": "migrate --noinput"}`, without the request
+    time budget's statement timeout."""
     from django.core.management import call_command
+
+    from chatkit_api.time_budget import statements_unbounded
 
     args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
     if not args:
         return {"exit_code": 2, "output": "", "errors": "No command given."}
     stdout, stderr = StringIO(), StringIO()
     try:
-        call_command(*args, stdout=stdout, stderr=stderr)
+        with statements_unbounded():
+            call_command(*args, stdout=stdout, stderr=stderr)
         exit_code = 0
     except SystemExit as exc:
         exit_code = exc.code if isinstance(exc.code, int) else 1

@@ -7,6 +7,7 @@ beyond what `make run` sets.
 
 import math
 import re
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -135,7 +136,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A server that does not answer fails the connection (libpq waits 2 s at the least) instead
     # of holding the request for psycopg's default of 130 s. What DATABASE_URL says wins.
     database_options.setdefault("connect_timeout", math.ceil(STORE_WAIT_SECONDS))
-    if not rds_proxy_host.search(DATABASES["default"]["HOST"] or ""):
+    # `manage.py migrate`, a purge or an import runs as long as it needs; runserver serves
+    # requests. (A Lambda `manage` event lifts it for its command: lambda_handler.)
+    running_a_command = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
+    if not rds_proxy_host.search(DATABASES["default"]["HOST"] or "") and not running_a_command:
         # The server cancels a statement (or a wait for a lock) that runs longer. Sent with the
         # connection, so it costs no round trip; any `options` of DATABASE_URL come after it,
         # and so win.

@@ -170,6 +170,74 @@ def test_a_locked_database_is_a_503_within_the_budget():
     assert_unavailable_within_the_budget(session, transcript)
 
 
+def postgres_test_database_url() -> str:
+    database = connection.settings_dict
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the statement timeout is PostgreSQL's (DATABASE_URL)")
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+# A statement longer than the statement timeout of a 1 s budget (200 ms).
+LONG_STATEMENT = "from django.db import connection; connection.cursor().execute('SELECT pg_sleep(0.5)')"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_command_runs_past_the_requests_statement_timeout():
+    # A migration or a purge takes as long as it takes.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", LONG_STATEMENT],
+        cwd=REPO,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "DATABASE_URL": postgres_test_database_url(),
+            "REQUEST_TIME_BUDGET_SECONDS": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+MANAGE_EVENT = """
+import json, sys
+from chatkit_site.lambda_handler import handler
+from django.db import connection
+
+reply = handler({"manage": ["shell", "-c", sys.argv[1]]}, None)
+with connection.cursor() as cursor:
+    cursor.execute("SHOW statement_timeout")
+    [(after,)] = cursor.fetchall()
+print(json.dumps({"reply": reply, "after": after}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lambda_manage_event_runs_past_it_and_leaves_it_to_the_requests_after():
+    result = subprocess.run(
+        [sys.executable, "-c", MANAGE_EVENT, LONG_STATEMENT],
+        cwd=REPO,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "DATABASE_URL": postgres_test_database_url(),
+            "REQUEST_TIME_BUDGET_SECONDS": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["reply"]["exit_code"] == 0, outcome["reply"]["errors"]
+    assert outcome["after"] == "200ms"
+
+
 # --- OpenAI -----------------------------------------------------------------------------
 
 
