@@ -6,10 +6,13 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from chatkit_api.middleware import AsgiRequestBodyLimit
 from chatkit_site.local_env import load_local_env
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatkit_site.settings")
 load_local_env()
+django_application = get_asgi_application()
 
-application = AsgiRequestBodyLimit(get_asgi_application())
+# Imported once Django is set up: the middleware module uses DRF, which reads the settings.
+from chatkit_api.middleware import AsgiRequestBodyLimit  # noqa: E402
+
+application = AsgiRequestBodyLimit(django_application)

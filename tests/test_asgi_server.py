@@ -3,10 +3,14 @@ it: answers stream while the agent writes them, and the pages and their files ar
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.signals import request_finished, request_started
@@ -39,6 +43,21 @@ def served(settings) -> Iterator[int]:
     database["CONN_MAX_AGE"] = max_age
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
+
+
+def test_the_application_loads_as_a_server_loads_it():
+    # uvicorn imports it in a process where nothing has set Django up.
+    result = subprocess.run(
+        [sys.executable, "-c", "import chatkit_site.asgi"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={"PATH": os.environ["PATH"], "DJANGO_DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_first_words_arrive_while_the_agent_still_writes(served, self_hosted):
