@@ -152,16 +152,26 @@ def _handle_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return response
 
 
+class ManagementCommandFailed(Exception):
+    """A `manage` event's command failed: raised, so that Lambda counts an error (an alarm on
+    the function's errors sees it, an asynchronous invocation such as the scheduled purge is
+    retried), with what the command said in the message the invoker gets back."""
+
+    def __init__(self, command: str, exit_code: int, output: str, errors: str) -> None:
+        said = (errors or output).strip()[-2000:] or "no output"
+        super().__init__(f"manage {command} exited {exit_code}: {said}")
+
+
 def _handle_manage(command: str | list[str]) -> dict[str, Any]:
     """Run a management command, e.g. `{"manage": "migrate --noinput"}`, without the request
-    time budget's statement timeout."""
+    time budget's statement timeout; ManagementCommandFailed if it fails."""
     from django.core.management import call_command
 
     from chatkit_api.time_budget import statements_unbounded
 
     args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
     if not args:
-        return {"exit_code": 2, "output": "", "errors": "No command given."}
+        raise ManagementCommandFailed("", 2, "", "No command given.")
     stdout, stderr = StringIO(), StringIO()
     try:
         with statements_unbounded():
@@ -169,12 +179,14 @@ def _handle_manage(command: str | list[str]) -> dict[str, Any]:
         exit_code = 0
     except SystemExit as exc:
         exit_code = exc.code if isinstance(exc.code, int) else 1
-    # A command's failure (unknown command, bad arguments, its own errors) is reported
-    # to the invoker with its output rather than raised as a Lambda error.
+    # A command's failure (unknown command, bad arguments, its own errors) is reported with
+    # what the command wrote, as the invocation's error.
     except Exception as exc:
         exit_code = getattr(exc, "returncode", 1)
         stderr.write(f"{type(exc).__name__}: {exc}\n")
     logger.info("manage %s exited %s", args[0], exit_code)
+    if exit_code != 0:
+        raise ManagementCommandFailed(args[0], exit_code, stdout.getvalue(), stderr.getvalue())
     return {"exit_code": exit_code, "output": stdout.getvalue(), "errors": stderr.getvalue()}
 
 

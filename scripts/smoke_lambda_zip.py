@@ -42,7 +42,13 @@ sys.path.insert(0, ".")
 started = time.perf_counter()
 handler = importlib.import_module("chatkit_site.lambda_handler").handler
 import_seconds = time.perf_counter() - started
-results = [handler(event, None) for event in json.load(sys.stdin)]
+def invoke(event):
+    try:
+        return handler(event, None)
+    except Exception as exc:
+        # What the Lambda runtime reports for a function error.
+        return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+results = [invoke(event) for event in json.load(sys.stdin)]
 openai_module = sys.modules["openai"]
 print(json.dumps({
     "import_seconds": import_seconds,
@@ -199,6 +205,7 @@ def main() -> None:
         make_read_only(task_root)
         events = [
             {"manage": "migrate --noinput"},
+            {"manage": "resend_transcript 424242"},
             http_api_v2_event(body={"locale": "en", "pageUrl": "https://shop.example/"}),
             http_api_v2_event(method="GET", path="/static/admin/img/icon-yes.svg"),
             http_api_v2_event(path="/api/chatkit/transcript", body={"threadId": "cthr_1"}),
@@ -232,10 +239,13 @@ def main() -> None:
         if run.returncode != 0:
             sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        migrate, session, static, transcript, missing, schema, swagger_ui = report["results"]
+        migrate, failing, session, static, transcript, missing, schema, swagger_ui = report["results"]
 
+        said = migrate.get("errors", migrate.get("errorMessage", "")).strip()
+        check(migrate.get("exit_code") == 0, f"migrate event exits 0 ({said or 'no errors'})")
         check(
-            migrate["exit_code"] == 0, f"migrate event exits 0 ({migrate['errors'].strip() or 'no errors'})"
+            failing.get("errorType") == "ManagementCommandFailed" and "424242" in failing["errorMessage"],
+            f"a manage event whose command fails fails the invocation (got {failing})",
         )
         check(session["statusCode"] == 200, f"session call answers 200 (got {session['statusCode']})")
         check("client_secret" in json.loads(session["body"]), "session reply carries a client_secret")

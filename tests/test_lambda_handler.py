@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from chatkit_api.models import Transcript
-from chatkit_site.lambda_handler import handler, make_http_handler
+from chatkit_site.lambda_handler import ManagementCommandFailed, handler, make_http_handler
 from tests.fake_chatkit import API_KEY
 from tests.lambda_events import (
     alb_event,
@@ -322,22 +322,28 @@ def test_manage_event_runs_migrate():
     assert "No migrations to apply" in result["output"]
 
 
-def test_manage_event_with_an_unknown_command_reports_it():
-    result = handler({"manage": "no_such_command"}, None)
-
-    assert result["exit_code"] == 1
-    assert "Unknown command" in result["errors"]
+# A failed command fails the invocation: Lambda counts the error (and alarms on it), retries an
+# asynchronous one, and the invoker reads the command's words in the error message.
 
 
-def test_manage_event_with_bad_arguments_reports_them():
-    result = handler({"manage": "migrate --no-such-option"}, None)
+def test_manage_event_with_an_unknown_command_fails_the_invocation():
+    with pytest.raises(ManagementCommandFailed, match=r"manage no_such_command exited 1: .*Unknown command"):
+        handler({"manage": "no_such_command"}, None)
 
-    assert result["exit_code"] != 0
-    assert "no-such-option" in result["errors"]
+
+def test_manage_event_with_bad_arguments_fails_the_invocation():
+    with pytest.raises(ManagementCommandFailed, match="no-such-option"):
+        handler({"manage": "migrate --no-such-option"}, None)
+
+
+def test_manage_event_whose_command_fails_fails_the_invocation():
+    with pytest.raises(ManagementCommandFailed, match=r"manage resend_transcript exited 1: .*424242"):
+        handler({"manage": ["resend_transcript", "424242"]}, None)
 
 
 def test_empty_manage_event_is_an_error():
-    assert handler({"manage": ""}, None)["exit_code"] == 2
+    with pytest.raises(ManagementCommandFailed, match="No command given"):
+        handler({"manage": ""}, None)
 
 
 @pytest.mark.parametrize("event", [{"detail-type": "Something"}, {}, [], None, "text", {"Records": []}])
