@@ -152,7 +152,7 @@ def _wants_visitor_copy(lead: Lead) -> bool:
 _DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
-def mailbox_of(address: str) -> str:
+def _mailbox_of(address: str) -> str:
     """The inbox an address reaches, as far as it can be told: letter case, a `+tag` and,
     where the provider ignores them, dots make no other inbox."""
     name, _, domain = address.lower().rpartition("@")
@@ -165,7 +165,7 @@ def mailbox_of(address: str) -> str:
 def _visitor_copy_count(*, caller: Caller, owner: str, email: str) -> None:
     """Count a visitor's copy against its limits, narrowest first, so that one sender used up
     does not spend the site's."""
-    rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=mailbox_of(email))
+    rate_limit_consume(limit=VISITOR_COPIES_PER_ADDRESS, subject=_mailbox_of(email))
     rate_limit_consume(limit=VISITOR_COPIES_PER_VISITOR, subject=owner)
     if caller.visitor_id is not None:
         # A server relays for many visitors from one address.
