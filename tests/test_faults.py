@@ -141,6 +141,10 @@ def test_a_database_that_never_answers_is_a_503_within_the_budget(pool_size):
     assert_unavailable_within_the_budget(session, transcript)
 
 
+def postgres_url(database: dict[str, Any]) -> str:
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
 @contextmanager
 def locked_test_database() -> Iterator[str]:
     """The test database with the tables both calls write first locked by another connection,
@@ -154,7 +158,7 @@ def locked_test_database() -> Iterator[str]:
         finally:
             locker.close()
         return
-    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    url = postgres_url(database)
     with psycopg.connect(url) as locker:
         tables = ", ".join(model._meta.db_table for model in (RateLimitCounter, IdempotencyKey))
         locker.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
@@ -170,27 +174,21 @@ def test_a_locked_database_is_a_503_within_the_budget():
     assert_unavailable_within_the_budget(session, transcript)
 
 
-def postgres_test_database_url() -> str:
-    database = connection.settings_dict
-    if database["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the statement timeout is PostgreSQL's (DATABASE_URL)")
-    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-
-
 # A statement longer than the statement timeout of a 1 s budget (200 ms).
 LONG_STATEMENT = "from django.db import connection; connection.cursor().execute('SELECT pg_sleep(0.5)')"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_command_runs_past_the_requests_statement_timeout():
-    # A migration or a purge takes as long as it takes.
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", LONG_STATEMENT],
+def run_with_a_one_second_budget(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python *args` against the PostgreSQL test database, with a budget of 1 s."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the statement timeout is PostgreSQL's (DATABASE_URL)")
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=REPO,
         env={
             "PATH": os.environ["PATH"],
             "DJANGO_SECRET_KEY": "x" * 50,
-            "DATABASE_URL": postgres_test_database_url(),
+            "DATABASE_URL": postgres_url(connection.settings_dict),
             "REQUEST_TIME_BUDGET_SECONDS": "1",
         },
         capture_output=True,
@@ -198,6 +196,12 @@ def test_a_command_runs_past_the_requests_statement_timeout():
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_command_runs_past_the_requests_statement_timeout():
+    # A migration or a purge takes as long as it takes.
+    result = run_with_a_one_second_budget("manage.py", "shell", "-c", LONG_STATEMENT)
 
     assert result.returncode == 0, result.stderr
 
@@ -217,20 +221,7 @@ print(json.dumps({"reply": reply, "after": after}))
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lambda_manage_event_runs_past_it_and_leaves_it_to_the_requests_after():
-    result = subprocess.run(
-        [sys.executable, "-c", MANAGE_EVENT, LONG_STATEMENT],
-        cwd=REPO,
-        env={
-            "PATH": os.environ["PATH"],
-            "DJANGO_SECRET_KEY": "x" * 50,
-            "DATABASE_URL": postgres_test_database_url(),
-            "REQUEST_TIME_BUDGET_SECONDS": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_with_a_one_second_budget("-c", MANAGE_EVENT, LONG_STATEMENT)
 
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
