@@ -19,7 +19,7 @@ from django.db import close_old_connections, connections
 from chatkit_api import openai_gateway
 from chatkit_site.asgi import application
 from tests.chatkit_protocol import assistant_texts, sse_events, thread_id_of, user_input
-from tests.fake_model import Say, Wait
+from tests.fake_model import Say, ScriptedModel, Wait
 from tests.fake_responses import ANSWER
 from tests.loopback import blackhole, served_on_loopback
 
@@ -60,19 +60,27 @@ def test_the_application_loads_as_a_server_loads_it():
     assert result.returncode == 0, result.stderr
 
 
-def test_the_first_words_arrive_while_the_agent_still_writes(served, self_hosted):
+def _ask_a_held_back_model(
+    port: int, model: ScriptedModel
+) -> tuple[threading.Event, http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A question whose answer the scripted model holds back until the event is set; the reply
+    as soon as its headers arrive."""
     release = threading.Event()
-    self_hosted.script.append(Wait(release, then=Say("Pads are £89 fitted.")))
-    connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
+    model.script.append(Wait(release, then=Say("Pads are £89 fitted.")))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     body = json.dumps({"type": "threads.create", "params": {"input": user_input("Price for pads?")}})
-
     connection.request(
         "POST",
         "/api/chatkit",
         body,
-        {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{served}"},
+        {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"},
     )
-    response = connection.getresponse()
+    return release, connection, connection.getresponse()
+
+
+def test_the_first_words_arrive_while_the_agent_still_writes(served, self_hosted):
+    release, connection, response = _ask_a_held_back_model(served, self_hosted)
+
     assert response.status == 200
     assert response.getheader("Content-Type") == "text/event-stream"
     assert response.getheader("X-Accel-Buffering") == "no"
@@ -144,18 +152,8 @@ def test_an_answer_holds_no_pooled_connection_while_the_model_writes(served, sel
         stats = database.pool.get_stats()
         return stats["pool_size"] - stats["pool_available"]
 
-    release = threading.Event()
-    self_hosted.script.append(Wait(release, then=Say("Pads are £89 fitted.")))
     idle = borrowed()
-    connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
-    body = json.dumps({"type": "threads.create", "params": {"input": user_input("Price for pads?")}})
-    connection.request(
-        "POST",
-        "/api/chatkit",
-        body,
-        {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{served}"},
-    )
-    response = connection.getresponse()
+    release, connection, response = _ask_a_held_back_model(served, self_hosted)
     first = response.readline()
     while_writing = borrowed()
     release.set()
