@@ -69,21 +69,28 @@ def test_same_key_with_a_different_body_is_a_422(fake_chatkit, ses):
     assert len(ses.sent()) == 1
 
 
+def keyed_request_in_a_thread(body: dict, key: str) -> tuple[threading.Thread, list]:
+    """A request with `key`, started in a thread of its own (with its own database
+    connection); the list its reply goes into once the thread is joined."""
+    replies: list = []
+
+    def send_it() -> None:
+        try:
+            replies.append(send_keyed(server_client(), body, key))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=send_it)
+    worker.start()
+    return worker, replies
+
+
 @pytest.mark.django_db(transaction=True)
 def test_same_key_while_the_first_request_runs_is_a_409(fake_chatkit, ses):
     thread = fake_chatkit.add_thread(user="visitor_abc", items=[user_message("hi")])
     body = {"threadId": thread.id, **LEAD}
     hold = fake_chatkit.hold("GET", f"/v1/chatkit/threads/{thread.id}")
-    first = []
-
-    def first_request():
-        try:
-            first.append(send_keyed(server_client(), body, "double-click"))
-        finally:
-            connections.close_all()
-
-    worker = threading.Thread(target=first_request)
-    worker.start()
+    worker, first = keyed_request_in_a_thread(body, "double-click")
     assert hold.arrived.wait(timeout=10), "the first request never reached OpenAI"
 
     during = send_keyed(server_client(), body, "double-click")
@@ -465,16 +472,7 @@ def test_a_retry_while_ses_is_slow_to_answer_the_first_request_does_not_send_aga
     body = {"threadId": thread.id, **LEAD}
     slow_ses = Hold()
     send_trouble.holds.append(slow_ses)
-    first = []
-
-    def first_request():
-        try:
-            first.append(send_keyed(server_client(), body, "slow"))
-        finally:
-            connections.close_all()
-
-    worker = threading.Thread(target=first_request)
-    worker.start()
+    worker, first = keyed_request_in_a_thread(body, "slow")
     assert slow_ses.arrived.wait(timeout=10), "the first request never reached SES"
     # The key's lock lapses while the first request still waits for SES.
     IdempotencyKey.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
