@@ -124,6 +124,15 @@ class TranscriptChangeList(ChangeList):
         return super().get_queryset(request, exclude_parameters).defer(*LARGE_FIELDS)
 
 
+# The sections of a transcript's page, and the fields each shows.
+_TRANSCRIPT_SECTIONS: list[tuple[str, list[str]]] = [
+    ("Lead", ["name", "email", "phone", "vehicle", "details", "mode", "page_link"]),
+    ("The mail", ["subject", "recipient_list", "mail_preview", "text_body"]),
+    ("Sending", ["status", "send_claim", "delivery_state", "attempts", "sent_at", "error", "visitor_copy"]),
+    ("Conversation", ["thread_id", "item_count", "visitor_id", "requested_by", "created_at", "updated_at"]),
+]
+
+
 @admin.register(Transcript)
 class TranscriptAdmin(admin.ModelAdmin):
     list_display = ["created_at", "name", "email", "mode", "recipient_list", "status", "delivery_state"]
@@ -141,54 +150,9 @@ class TranscriptAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ["resend", "export_csv"]
     inlines = [TranscriptEmailInline]
-    fieldsets = [
-        ("Lead", {"fields": ["name", "email", "phone", "vehicle", "details", "mode", "page_link"]}),
-        ("The mail", {"fields": ["subject", "recipient_list", "mail_preview", "text_body"]}),
-        (
-            "Sending",
-            {
-                "fields": [
-                    "status",
-                    "send_claim",
-                    "delivery_state",
-                    "attempts",
-                    "sent_at",
-                    "error",
-                    "visitor_copy",
-                ]
-            },
-        ),
-        (
-            "Conversation",
-            {"fields": ["thread_id", "item_count", "visitor_id", "requested_by", "created_at", "updated_at"]},
-        ),
-    ]
-    readonly_fields = [
-        "name",
-        "email",
-        "phone",
-        "vehicle",
-        "details",
-        "mode",
-        "page_link",
-        "subject",
-        "recipient_list",
-        "mail_preview",
-        "text_body",
-        "status",
-        "send_claim",
-        "delivery_state",
-        "attempts",
-        "sent_at",
-        "error",
-        "visitor_copy",
-        "thread_id",
-        "item_count",
-        "visitor_id",
-        "requested_by",
-        "created_at",
-        "updated_at",
-    ]
+    fieldsets = [(title, {"fields": tuple(names)}) for title, names in _TRANSCRIPT_SECTIONS]
+    # Every field shown is read-only: the log records what happened.
+    readonly_fields = [name for _, names in _TRANSCRIPT_SECTIONS for name in names]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TranscriptChangeList
