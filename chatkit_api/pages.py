@@ -25,6 +25,15 @@ from chatkit_api.services import (
 LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev"
 
 
+def attachments_offered() -> bool:
+    """Whether the widget's composer offers files: only where the self-hosted server takes them.
+
+    Off until uploads are switched on (CHATKIT_ATTACHMENTS_ENABLED, where that setting exists):
+    a composer that offers files the server refuses would fail every upload.
+    """
+    return self_hosted() and bool(getattr(settings, "CHATKIT_ATTACHMENTS_ENABLED", False))
+
+
 def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
     """What a site pastes into its pages to embed ChatKit against this service: in managed
     mode `api_url` is the session endpoint, self-hosted it is the ChatKit endpoint."""
@@ -33,6 +42,7 @@ def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
         {
             "api_url": api_url,
             "self_hosted": self_hosted,
+            "attachments": attachments_offered(),
             "domain_key": settings.CHATKIT_DOMAIN_KEY or "domain_pk_...",
             "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
         },
@@ -54,6 +64,7 @@ def try_it(request: HttpRequest) -> HttpResponse:
 @ensure_csrf_cookie
 def _try_it_page(request: HttpRequest) -> HttpResponse:
     is_self_hosted = self_hosted()
+    attachments = attachments_offered()
     api_url = reverse("chatkit" if is_self_hosted else "chatkit-session")
     return render(
         request,
@@ -63,6 +74,7 @@ def _try_it_page(request: HttpRequest) -> HttpResponse:
             "self_hosted": is_self_hosted,
             "chat_missing": settings_missing(names=CHATKIT_SETTINGS if is_self_hosted else SESSION_SETTINGS),
             "agent": settings.CHATKIT_AGENT,
+            "attachments": attachments,
             "transcript_settings": transcript_settings(),
             "transcript_missing": settings_missing(names=transcript_settings()),
             "mail_to_console": not settings.SES_FROM_EMAIL,
@@ -76,6 +88,7 @@ def _try_it_page(request: HttpRequest) -> HttpResponse:
                 "transcriptUrl": reverse("chatkit-transcript"),
                 "csrfCookieName": settings.CSRF_COOKIE_NAME,
                 "visitorCopy": settings.ALLOW_USER_RECAP,
+                "attachments": attachments,
             },
         },
     )

@@ -114,7 +114,7 @@ def test_pages_and_their_files_are_served(served, settings):
     assert page.status == 200
     assert "<openai-chatkit" in page_body
     assert script.status == 200
-    assert b"withPageAddress" in script_body
+    assert b"chatkitFetch" in script_body
 
 
 def _ask(port: int, body: dict, cookie: str = "") -> tuple[list[dict], str]:

@@ -18,10 +18,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 
-from chatkit_api.models import Transcript, TranscriptStatus
-from tests.browser import needs_chromium, requests_sent, wait_for
+from chatkit_api.models import ChatKitAttachment, Transcript, TranscriptStatus
+from tests.browser import SentRequest, needs_chromium, requests_sent, wait_for
 from tests.conftest import STAFF
 from tests.fake_chatkit import assistant_message, user_message
+from tests.fake_responses import ANSWER
 
 pytestmark = [needs_chromium, pytest.mark.django_db(transaction=True)]
 
@@ -31,10 +32,12 @@ STANDIN_PATH = "/deployments/chatkit/chatkit.js"
 
 
 class ScriptServer:
-    """Serves the ChatKit stand-in on loopback, as the CDN serves the real script."""
+    """Serves the ChatKit stand-in on loopback, as the CDN serves the real script, and the
+    pages a test puts in `pages` (a site's own page, on an origin of its own)."""
 
     def __init__(self) -> None:
         self.requested: list[str] = []
+        self.pages: dict[str, str] = {}
         script = (TESTS / "chatkit_standin.js").read_bytes()
         server = self
 
@@ -44,14 +47,19 @@ class ScriptServer:
 
             def do_GET(self) -> None:
                 server.requested.append(self.path)
-                if self.path != STANDIN_PATH:
+                if self.path in server.pages:
+                    self._send("text/html; charset=utf-8", server.pages[self.path].encode())
+                elif self.path == STANDIN_PATH:
+                    self._send("text/javascript", script)
+                else:
                     self.send_error(404)
-                    return
+
+            def _send(self, content_type: str, body: bytes) -> None:
                 self.send_response(200)
-                self.send_header("Content-Type", "text/javascript")
-                self.send_header("Content-Length", str(len(script)))
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(script)
+                self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -61,6 +69,12 @@ class ScriptServer:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}{STANDIN_PATH}"
+
+    @property
+    def site_origin(self) -> str:
+        """Its origin as a page of the site: the same site as the live server (`localhost`),
+        which the visitor cookie (SameSite=Lax) needs, on another port, so another origin."""
+        return f"http://localhost:{self.httpd.server_address[1]}"
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -212,35 +226,181 @@ def widget_text(browser: WebDriver) -> str:
     return browser.find_element(By.ID, "chatkit").shadow_root.find_element(By.CSS_SELECTOR, ".messages").text
 
 
-def test_self_hosted_visitor_chats_with_the_agent_and_mails_a_recap(
-    try_it, browser, fake_chatkit, ses, settings
+def chatkit_calls(requests: list[SentRequest], live_server) -> list[SentRequest]:
+    """The ChatKit requests among those sent (a cross-origin page's CORS preflights left out)."""
+    return [r for r in requests if r.url == f"{live_server.url}/api/chatkit" and r.method == "POST"]
+
+
+def protocol_requests(browser: WebDriver) -> list[str]:
+    return browser.execute_script("return window.chatkitStandIn.protocolRequests;")
+
+
+def send_recap_form(browser: WebDriver, name: str = "", email: str = "") -> None:
+    form = browser.find_element(By.ID, "recap-form")
+    form.find_element(By.NAME, "name").send_keys(name)
+    form.find_element(By.NAME, "email").send_keys(email)
+    form.find_element(By.CSS_SELECTOR, "button").click()
+
+
+def test_self_hosted_visitor_chats_with_the_agent_and_sends_a_recap_through_the_action(
+    try_it, fake_responses, browser, ses, settings, live_server
 ):
-    settings.CHATKIT_MODE = "self_hosted"
-    settings.CHATKIT_AGENT = "chatkit_api.agent:default_agent"
+    settings.ALLOW_USER_RECAP = True
     browser.get(try_it)
 
-    assert "Chat: ready. Self-hosted" in browser.find_element(By.ID, "setup").text
+    setup = browser.find_element(By.ID, "setup").text
+    assert "Chat: ready. Self-hosted" in setup
+    assert "Attachments: off. This server takes no uploads" in setup
     assert wait_for_status(browser, "ChatKit talks to /api/chatkit, where this service runs the agent")
+    assert browser.execute_script("return window.chatkitStandIn.options;") == {
+        "api": {
+            "url": "/api/chatkit",
+            "domainKey": "domain_pk_localhost_dev",
+            "uploadStrategy": {"type": "two_phase"},
+            "fetch": "function",
+        },
+        "composer": {"attachments": {"enabled": False}},
+        "history": {"enabled": True},
+    }
+
+    # The agent's model (the fake Responses API) answers each message.
     chat(browser, "My front brakes squeal.")
     thread_id = wait_for_status(browser, "Thread thr_").split()[1]
-    wait_for(browser, lambda b: "Echo: My front brakes squeal." in widget_text(b))
+    wait_for(browser, lambda b: ANSWER in widget_text(b))
     chat(browser, "A 2019 Golf.")
-    wait_for(browser, lambda b: "Echo: A 2019 Golf." in widget_text(b))
+    wait_for(browser, lambda b: widget_text(b).count(ANSWER) == 2)
+    assert browser.find_element(By.ID, "recap-thread").text == f"The recap mails thread {thread_id}."
 
-    protocol = browser.execute_script("return window.chatkitStandIn.protocolRequests;")
-    assert protocol == ["threads.create", "threads.add_user_message"]
-    first_turn, _ = fake_chatkit.requests_to("POST", "/v1/responses")
-    assert first_turn.body["instructions"].endswith(f"The page the visitor is chatting from: {try_it}")
-    assert fake_chatkit.requests_to("POST", "/v1/chatkit/sessions") == []
+    send_recap_form(browser, "Zoë Brontë", "zoe@visitor.example")
+    sent_line = wait_for_status(browser, "Recap sent")
 
-    browser.find_element(By.CSS_SELECTOR, "#recap-form button").click()
-    assert wait_for_status(browser, "Recap sent: transcript #")
     transcript = Transcript.objects.get()
-    assert transcript.thread_id == thread_id
-    [staff_mail] = ses.sent()
-    assert "User: My front brakes squeal." in staff_mail.text
-    assert "Assistant: Echo: A 2019 Golf." in staff_mail.text
+    assert (
+        sent_line == f"Recap sent: transcript #{transcript.id}, mailed to staff and to zoe@visitor.example."
+    )
+    visitor_cookie = cookies(browser)[settings.VISITOR_COOKIE_NAME]
+    assert visitor_cookie["value"].startswith(f"{transcript.visitor_id}:")
+    assert (transcript.thread_id, transcript.requested_by, transcript.mode) == (thread_id, "visitor", "recap")
+    assert (transcript.name, transcript.email, transcript.page_url) == (
+        "Zoë Brontë",
+        "zoe@visitor.example",
+        try_it,
+    )
+    assert transcript.status == TranscriptStatus.SENT
+    staff_mail, visitor_mail = ses.sent()
+    assert staff_mail.destinations == [STAFF]
+    assert visitor_mail.destinations == ["zoe@visitor.example"]
+    for line in (
+        "Name: Zoë Brontë",
+        "User: My front brakes squeal.",
+        f"Assistant: {ANSWER}",
+        "User: A 2019 Golf.",
+    ):
+        assert line in staff_mail.text
+    assert protocol_requests(browser) == [
+        "threads.create",
+        "threads.add_user_message",
+        "threads.custom_action",
+    ]
+
+    # Every call went to the ChatKit endpoint as a site's widget sends it: the visitor cookie
+    # (once the first reply set it), the page's Origin and address; no CSRF token is needed.
+    requests = requests_sent(browser)
+    calls = chatkit_calls(requests, live_server)
+    assert [json.loads(call.body or "")["type"] for call in calls] == protocol_requests(browser)
+    for call in calls:
+        assert call.headers["origin"] == live_server.url
+        assert call.headers["x-page-url"] == try_it
+    for call in calls[1:]:
+        assert f"{settings.VISITOR_COOKIE_NAME}=" in call.headers["cookie"]
+    assert json.loads(calls[-1].body or "") == {
+        "type": "threads.custom_action",
+        "params": {
+            "thread_id": thread_id,
+            "item_id": None,
+            "action": {
+                "type": "send_recap",
+                "payload": {
+                    "mode": "recap",
+                    "name": "Zoë Brontë",
+                    "email": "zoe@visitor.example",
+                    "pageUrl": try_it,
+                },
+            },
+        },
+        "metadata": {},
+    }
+    # Neither the session nor the transcript endpoint: the recap went as the action.
+    assert [r.url for r in requests if "/api/chatkit" in r.url] == [call.url for call in calls]
     screenshot(browser, "try-it-page-self-hosted.png")
+
+
+def test_self_hosted_recap_that_ses_refuses_shows_the_error_and_is_kept_for_a_resend(
+    try_it, fake_responses, browser, ses, settings
+):
+    # SES refuses a sender that is not verified.
+    settings.DEFAULT_FROM_EMAIL = "Chat Bot <chat@unverified.example>"
+    browser.get(try_it)
+    chat(browser, "Hello?")
+    wait_for_status(browser, "Thread thr_")
+    wait_for(browser, lambda b: ANSWER in widget_text(b))
+
+    send_recap_form(browser, "Sam")
+
+    error = "The transcript was recorded but the email could not be sent. It is kept and can be resent."
+    assert wait_for_status(browser, "Recap not sent: ") == f"Recap not sent: {error}"
+    # ChatKit shows the same error in the thread.
+    wait_for(browser, lambda b: error in widget_text(b))
+    transcript = Transcript.objects.get()
+    assert (transcript.status, transcript.name) == (TranscriptStatus.FAILED, "Sam")
+    assert ses.sent() == []
+    assert not any(line.startswith("Recap sent") for line in status_lines(browser))
+    # The form can be sent again.
+    assert browser.find_element(By.CSS_SELECTOR, "#recap-form button").is_enabled()
+
+
+def test_self_hosted_recap_refused_by_a_rate_limit_shows_the_status(
+    try_it, fake_responses, browser, ses, settings
+):
+    # The thread's first message is the one ChatKit request this address may make.
+    settings.RATE_LIMIT_CHATKIT_REQUESTS_PER_IP = (1, 3600)
+    browser.get(try_it)
+    chat(browser, "Hello?")
+    wait_for_status(browser, "Thread thr_")
+
+    send_recap_form(browser)
+
+    refusal = wait_for_status(browser, "Recap not sent: ")
+    assert refusal.startswith(
+        "Recap not sent: HTTP 429: Too many requests: at most 1 ChatKit requests from one address per hour."
+    )
+    assert Transcript.objects.count() == 0
+    assert ses.sent() == []
+
+
+def test_self_hosted_page_offers_files_where_the_server_takes_them(
+    try_it, fake_responses, browser, settings, tmp_path
+):
+    settings.CHATKIT_ATTACHMENTS_ENABLED = True
+    browser.get(try_it)
+    wait_for_status(browser, "ChatKit talks to /api/chatkit")
+
+    assert "Attachments: on." in browser.find_element(By.ID, "setup").text
+    options = browser.execute_script("return window.chatkitStandIn.options;")
+    assert options["composer"] == {"attachments": {"enabled": True}}
+    assert options["api"]["uploadStrategy"] == {"type": "two_phase"}
+
+    # A file the server refuses is announced, refused, never uploaded, and the refusal shown.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Not an image or a PDF.")
+    widget = browser.find_element(By.ID, "chatkit").shadow_root
+    widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(notes))
+
+    refusal = wait_for_status(browser, "ChatKit reported an error: ")
+    assert refusal.startswith("ChatKit reported an error: HTTP 400: ")
+    assert protocol_requests(browser) == ["attachments.create"]
+    assert browser.execute_script("return window.chatkitStandIn.uploads;") == []
+    assert ChatKitAttachment.objects.count() == 0
 
 
 def test_page_names_what_is_missing_and_shows_the_api_errors(try_it, browser, fake_chatkit, ses, settings):

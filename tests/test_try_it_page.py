@@ -61,6 +61,7 @@ def test_page_embeds_chatkit_and_points_it_at_this_service(client, page_on, sett
         "transcriptUrl": "/api/chatkit/transcript",
         "csrfCookieName": "csrftoken",
         "visitorCopy": False,
+        "attachments": False,
     }
     for link in ('href="/admin/"', 'href="/api/docs/"', 'href="/api/schema/"'):
         assert link in html
@@ -149,6 +150,23 @@ def test_self_hosted_snippet_carries_the_chatkit_url_and_the_domain_key(page_on,
         "/api/chatkit",
         "domain_pk_shop123",
     )
+
+
+def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_on, settings):
+    settings.CHATKIT_ATTACHMENTS_ENABLED = True
+    settings.CHATKIT_MODE = "self_hosted"
+
+    response = client.get("/")
+
+    assert page_config(response)["attachments"] is True
+    html = response.content.decode()
+    assert "Attachments: on." in html
+
+    # Managed sessions upload to OpenAI as the workflow says, never here.
+    settings.CHATKIT_MODE = "managed"
+    response = client.get("/")
+    assert page_config(response)["attachments"] is False
+    assert "Attachments:" not in response.content.decode()
 
 
 @pytest.mark.parametrize(("self_hosted", "doc"), [(False, "api.md"), (True, "self-hosted.md")])

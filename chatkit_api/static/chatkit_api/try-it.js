@@ -8,7 +8,12 @@
 
   const config = JSON.parse(document.getElementById("try-it-config").textContent);
   const chatkitScriptUrl = new URL(config.chatkitScriptUrl, location.href).href;
+  const chatkitUrl = new URL(config.apiUrl, location.href).href;
+  // The custom action that mails the open thread (docs/api.md, "Send recap from the widget").
+  const RECAP_ACTION = "send_recap";
   let threadId = null;
+  // The address the last recap asked a copy for, for the line that says it was sent.
+  let recapEmail = "";
 
   function whenParsed(callback) {
     if (document.readyState === "loading") {
@@ -91,29 +96,47 @@
       : "Start a conversation first: the recap mails the current thread.";
   }
 
-  function recapSent(reply, email) {
-    if (email && config.visitorCopy) return `Recap sent: transcript #${reply.id}, mailed to staff and to ${email}.`;
-    if (email) return `Recap sent: transcript #${reply.id}, mailed to staff (a copy to ${email} needs ALLOW_USER_RECAP=true).`;
-    return `Recap sent: transcript #${reply.id}, mailed to staff.`;
+  function recapSent(transcriptId, email) {
+    if (email && config.visitorCopy) return `Recap sent: transcript #${transcriptId}, mailed to staff and to ${email}.`;
+    if (email) return `Recap sent: transcript #${transcriptId}, mailed to staff (a copy to ${email} needs ALLOW_USER_RECAP=true).`;
+    return `Recap sent: transcript #${transcriptId}, mailed to staff.`;
   }
 
-  function setUpRecapForm(form) {
+  // Managed: the transcript endpoint, called as the visitor (their cookie, this page's Origin).
+  async function sendRecapByTranscriptCall(lead) {
+    try {
+      const reply = await post(config.transcriptUrl, { threadId, ...lead });
+      report(recapSent(reply.id, lead.email), "ok");
+    } catch (error) {
+      report(`Recap not sent: ${error.message}`, "error");
+    }
+  }
+
+  // Self-hosted: the send_recap action on the open thread. What came of it is in the action's
+  // reply: the `recap_sent` effect (the chatkit.effect listener reports it) or an error
+  // (chatkitFetch reports that).
+  async function sendRecapByAction(chatkit, lead) {
+    recapEmail = lead.email;
+    try {
+      await chatkit.sendCustomAction({ type: RECAP_ACTION, payload: lead });
+    } catch (error) {
+      report(`Recap not sent: ${error.message}`, "error");
+    }
+  }
+
+  function setUpRecapForm(form, chatkit) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const fields = new FormData(form);
-      const email = fields.get("email").trim();
+      const lead = {
+        mode: "recap",
+        name: fields.get("name").trim(),
+        email: fields.get("email").trim(),
+        pageUrl: location.href,
+      };
       form.querySelector("button").disabled = true;
       try {
-        const reply = await post(config.transcriptUrl, {
-          threadId,
-          mode: "recap",
-          name: fields.get("name").trim(),
-          email,
-          pageUrl: location.href,
-        });
-        report(recapSent(reply, email), "ok");
-      } catch (error) {
-        report(`Recap not sent: ${error.message}`, "error");
+        await (config.selfHosted ? sendRecapByAction(chatkit, lead) : sendRecapByTranscriptCall(lead));
       } finally {
         showThread(form);
       }
@@ -130,9 +153,18 @@
       report(`ChatKit reported an error: ${event.detail.error.message}`, "error");
     });
     if (config.selfHosted) {
+      chatkit.addEventListener("chatkit.effect", (event) => {
+        if (event.detail.name === "recap_sent") report(recapSent(event.detail.data.transcriptId, recapEmail), "ok");
+      });
       report(`ChatKit talks to ${config.apiUrl}, where this service runs the agent (self-hosted).`);
       chatkit.setOptions({
-        api: { url: config.apiUrl, domainKey: config.domainKey, fetch: withPageAddress },
+        api: {
+          url: config.apiUrl,
+          domainKey: config.domainKey,
+          fetch: chatkitFetch,
+          uploadStrategy: { type: "two_phase" },
+        },
+        composer: { attachments: { enabled: config.attachments } },
         history: { enabled: true },
       });
     } else {
@@ -140,18 +172,56 @@
     }
   }
 
-  // Self-hosted: ChatKit's requests carry the visitor cookie, and this page's address for the
-  // agent's page_url, as the snippet for a site does.
-  function withPageAddress(input, init) {
+  function isChatKitCall(input) {
+    return new URL(input instanceof Request ? input.url : input, location.href).href === chatkitUrl;
+  }
+
+  function isRecapAction(init) {
+    try {
+      const request = JSON.parse(init.body);
+      return request.type === "threads.custom_action" && request.params.action.type === RECAP_ACTION;
+    } catch {
+      return false;
+    }
+  }
+
+  // Self-hosted: ChatKit's calls to this service carry the visitor cookie, and this page's
+  // address for the agent's page_url, as the snippet for a site does; anything else (a file's
+  // upload) goes as ChatKit sends it. A recap's reply is also read for the log.
+  async function chatkitFetch(input, init) {
+    if (!isChatKitCall(input)) return fetch(input, init);
     const headers = new Headers(init && init.headers);
     headers.set("X-Page-URL", location.href);
-    return fetch(input, { ...init, headers, credentials: "same-origin" });
+    const response = await fetch(input, { ...init, headers, credentials: "same-origin" });
+    if (init && isRecapAction(init)) reportRecapFailure(response.clone());
+    return response;
+  }
+
+  // What the recap_sent effect cannot say: a refusal (an error status), or an `error` event in
+  // the action's stream (details the server refused, a mail SES did not take).
+  async function reportRecapFailure(response) {
+    if (!response.ok) {
+      const reply = await response.json().catch(() => null);
+      report(`Recap not sent: HTTP ${response.status}: ${(reply && reply.error) || response.statusText}`, "error");
+      return;
+    }
+    for (const event of serverSentEvents(await response.text())) {
+      if (event.type === "error") report(`Recap not sent: ${event.message}`, "error");
+    }
+  }
+
+  function serverSentEvents(text) {
+    return text
+      .split("\n\n")
+      .map((block) => block.split("\n").find((line) => line.startsWith("data: ")))
+      .filter(Boolean)
+      .map((line) => JSON.parse(line.slice("data: ".length)));
   }
 
   whenParsed(() => {
     const chatkit = document.getElementById("chatkit");
     const form = document.getElementById("recap-form");
-    setUpRecapForm(form);
+    setUpRecapForm(form, chatkit);
     report(`Loading ChatKit from ${chatkitScriptUrl}.`);
     customElements.whenDefined("openai-chatkit").then(() => {
       report("ChatKit is loaded.");
