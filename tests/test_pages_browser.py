@@ -403,6 +403,64 @@ def test_self_hosted_page_offers_files_where_the_server_takes_them(
     assert ChatKitAttachment.objects.count() == 0
 
 
+SITE_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Shop</title></head>
+<body>
+<h1>Brakes and tyres</h1>
+{snippet}
+</body>
+</html>
+"""
+
+
+def test_the_self_hosted_snippet_works_pasted_into_a_site_page(
+    live_server, fake_responses, browser, ses, settings, chatkit_script
+):
+    """The "On your site" snippet, as the page shows it, pasted into a page of the site: another
+    origin than the API's (another port), listed in CORS_ALLOWED_ORIGINS."""
+    settings.TRY_IT_PAGE_ENABLED = True
+    settings.CHATKIT_SCRIPT_URL = chatkit_script.url
+    settings.VISITOR_COOKIE_SECURE = False
+    settings.CORS_ALLOWED_ORIGINS = [chatkit_script.site_origin]
+    settings.SES_TO_EMAIL = [STAFF]
+    settings.DEFAULT_FROM_EMAIL = "Chat Bot <chat@shop.example>"
+    browser.get(f"{live_server.url}/")
+    snippet = browser.execute_script("return document.getElementById('snippet').textContent;")
+    chatkit_script.pages["/brakes"] = SITE_PAGE.format(snippet=snippet)
+    site_page = f"{chatkit_script.site_origin}/brakes"
+
+    browser.get(site_page)
+    wait_for(browser, lambda b: b.execute_script("return window.chatkitStandIn.options !== null;"))
+    chat(browser, "My front brakes squeal.")
+    wait_for(browser, lambda b: ANSWER in widget_text(b))
+    browser.execute_script(
+        "window.recapsSent = [];"
+        "document.getElementById('chatkit').addEventListener('chatkit.effect', (event) => {"
+        "  window.recapsSent.push(event.detail); });"
+        "return window.sendRecap("
+        "  { name: 'Sam', email: 'sam@visitor.example', vehicle: 'Golf', mode: 'quote' });"
+    )
+
+    [effect] = wait_for(browser, lambda b: b.execute_script("return window.recapsSent;"))
+    transcript = Transcript.objects.get()
+    assert effect == {"name": "recap_sent", "data": {"transcriptId": transcript.id, "mode": "quote"}}
+    assert (transcript.name, transcript.vehicle, transcript.page_url) == ("Sam", "Golf", site_page)
+    assert transcript.status == TranscriptStatus.SENT
+    [staff_mail] = ses.sent()
+    assert "User: My front brakes squeal." in staff_mail.text
+    calls = chatkit_calls(requests_sent(browser), live_server)
+    assert [json.loads(call.body or "")["type"] for call in calls] == [
+        "threads.create",
+        "threads.custom_action",
+    ]
+    for call in calls:
+        assert call.headers["origin"] == chatkit_script.site_origin
+        assert call.headers["x-page-url"] == site_page
+    # The visitor cookie went with the action: the thread was theirs to mail.
+    assert f"{settings.VISITOR_COOKIE_NAME}=" in calls[1].headers["cookie"]
+
+
 def test_page_names_what_is_missing_and_shows_the_api_errors(try_it, browser, fake_chatkit, ses, settings):
     settings.CHATKIT_WORKFLOW_ID = ""
     settings.SES_TO_EMAIL = []

@@ -131,7 +131,7 @@ def test_snippet_carries_this_services_session_url(page_on, settings):
     assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
 
 
-def test_self_hosted_snippet_carries_the_chatkit_url_and_the_domain_key(page_on, settings):
+def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url(page_on, settings):
     settings.CHATKIT_MODE = "self_hosted"
     settings.CHATKIT_DOMAIN_KEY = "domain_pk_shop123"
     settings.ALLOWED_HOSTS = ["api.shop.example"]
@@ -139,17 +139,33 @@ def test_self_hosted_snippet_carries_the_chatkit_url_and_the_domain_key(page_on,
     response = Client(HTTP_HOST="api.shop.example").get("/", secure=True)
 
     snippet = embed_snippet(api_url="https://api.shop.example/api/chatkit", self_hosted=True)
-    assert 'url: "https://api.shop.example/api/chatkit"' in snippet
-    assert 'domainKey: "domain_pk_shop123"' in snippet
-    assert 'headers.set("X-Page-URL", location.href)' in snippet
+    for part in (
+        'const chatkitUrl = "https://api.shop.example/api/chatkit";',
+        "url: chatkitUrl,",
+        'domainKey: "domain_pk_shop123"',
+        # This service's calls only: the visitor cookie and the page's address.
+        "if (target.href !== chatkitUrl) return fetch(input, init);",
+        'headers.set("X-Page-URL", location.href);',
+        'credentials: "include"',
+        'uploadStrategy: { type: "two_phase" },',
+        # Off: this server takes no files.
+        "composer: { attachments: { enabled: false } },",
+        "history: { enabled: true },",
+        'chatkit.sendCustomAction({ type: "send_recap", payload: { ...details, pageUrl: location.href } });',
+        'chatkit.addEventListener("chatkit.effect", (event) => {',
+        'if (event.detail.name === "recap_sent") {',
+    ):
+        assert part in snippet
     assert "getClientSecret" not in snippet
     assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
     config = page_config(response)
-    assert (config["selfHosted"], config["apiUrl"], config["domainKey"]) == (
+    assert (config["selfHosted"], config["apiUrl"], config["domainKey"], config["attachments"]) == (
         True,
         "/api/chatkit",
         "domain_pk_shop123",
+        False,
     )
+    assert "Attachments: off. This server takes no uploads" in response.content.decode()
 
 
 def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_on, settings):
@@ -161,6 +177,7 @@ def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_
     assert page_config(response)["attachments"] is True
     html = response.content.decode()
     assert "Attachments: on." in html
+    assert escape("composer: { attachments: { enabled: true } },") in html
 
     # Managed sessions upload to OpenAI as the workflow says, never here.
     settings.CHATKIT_MODE = "managed"
