@@ -16,3 +16,14 @@ def date_or_moment(value: str) -> datetime:
             raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD) or a date and time.")
         moment = datetime.combine(day, time.min)
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
+
+def whole_days(value: str) -> int:
+    """A retention window: a whole number of days, at least 1."""
+    try:
+        days = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"{value!r} is not a whole number of days.") from None
+    if days < 1:
+        raise ArgumentTypeError("must be at least 1 day.")
+    return days

@@ -8,7 +8,7 @@ Run it daily (cron, or a scheduled Lambda invocation) so that no visitor's detai
 longer than the privacy notice says. Deleted rows are gone: there is no undo.
 """
 
-from argparse import ArgumentParser, ArgumentTypeError
+from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
@@ -16,17 +16,8 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from chatkit_api.management.arguments import whole_days
 from chatkit_api.services import transcripts_past_retention, transcripts_purge
-
-
-def _days(value: str) -> int:
-    try:
-        days = int(value)
-    except ValueError:
-        raise ArgumentTypeError(f"{value!r} is not a whole number of days.") from None
-    if days < 1:
-        raise ArgumentTypeError("must be at least 1 day.")
-    return days
 
 
 class Command(BaseCommand):
@@ -38,7 +29,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=_days,
+            type=whole_days,
             metavar="DAYS",
             help="Retention window in days (default: TRANSCRIPT_RETENTION_DAYS).",
         )
