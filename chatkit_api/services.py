@@ -1,5 +1,6 @@
 """Business actions: create a ChatKit session, send a transcript, resend one, purge old
-ones. What SES reports about the mail is recorded by chatkit_api.delivery.
+transcripts and self-hosted threads. What SES reports about the mail is recorded by
+chatkit_api.delivery.
 
 Each service owns the order of its side effects. A transcript is recorded before anything
 is mailed, and every failure after that point leaves the row `failed` with its error, so
@@ -21,6 +22,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from types import ModuleType
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -42,6 +44,9 @@ from chatkit_api.exceptions import (
 from chatkit_api.idempotency import Claim, idempotency_attach, idempotency_claim, idempotency_release
 from chatkit_api.mail import MailError, OutgoingEmail, email_send
 from chatkit_api.models import (
+    ChatKitAttachment,
+    ChatKitThread,
+    ChatKitThreadItem,
     DeliveryState,
     EmailAudience,
     Transcript,
@@ -572,3 +577,111 @@ def transcripts_purge(*, older_than_days: int, batch_size: int = PURGE_BATCH_SIZ
         _, per_model = Transcript.objects.filter(id__in=batch).only("id").delete()
         deleted += per_model.get(Transcript._meta.label, 0)
     return deleted
+
+
+# A file uploaded for a message that was never sent is deleted this long after its upload:
+# the widget sends a message within moments of the upload, or never.
+UNSENT_UPLOAD_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ThreadPurge:
+    """What a purge of self-hosted threads deleted (or, in a dry run, would delete)."""
+
+    threads: int = 0
+    items: int = 0
+    attachments: int = 0
+    # Files uploaded for a message that was never sent, so in no thread.
+    unsent_uploads: int = 0
+    # Threads past the window kept because a transcript that has not reached staff refers to them.
+    kept_for_transcripts: int = 0
+
+
+def _threads_idle(*, older_than_days: int) -> QuerySet[ChatKitThread]:
+    """Threads nobody wrote in for `older_than_days` days, and on which no answer is running."""
+    now = timezone.now()
+    return ChatKitThread.objects.filter(updated_at__lt=now - timedelta(days=older_than_days)).exclude(
+        running_until__gt=now
+    )
+
+
+def _thread_ids_unsent_transcripts_need() -> QuerySet[Transcript, str]:
+    # A transcript that has not reached staff may still have to read its thread: its first read
+    # may have failed, and a send after a failure can read the thread again.
+    return Transcript.objects.exclude(status=TranscriptStatus.SENT).values_list("thread_id", flat=True)
+
+
+def threads_past_retention(*, older_than_days: int) -> QuerySet[ChatKitThread]:
+    """Self-hosted threads to delete: idle for `older_than_days` days, no answer running on
+    them, and no transcript that has not reached staff referring to them."""
+    return _threads_idle(older_than_days=older_than_days).exclude(
+        id__in=_thread_ids_unsent_transcripts_need()
+    )
+
+
+def _unsent_uploads() -> QuerySet[ChatKitAttachment]:
+    return ChatKitAttachment.objects.filter(
+        thread__isnull=True, created_at__lt=timezone.now() - UNSENT_UPLOAD_AGE
+    )
+
+
+def threads_purge_preview(*, older_than_days: int) -> ThreadPurge:
+    """What `threads_purge` would delete now; nothing is changed."""
+    expired = threads_past_retention(older_than_days=older_than_days)
+    idle = _threads_idle(older_than_days=older_than_days).count()
+    threads = expired.count()
+    return ThreadPurge(
+        threads=threads,
+        items=ChatKitThreadItem.objects.filter(thread__in=expired).count(),
+        attachments=ChatKitAttachment.objects.filter(thread__in=expired).count(),
+        unsent_uploads=_unsent_uploads().count(),
+        kept_for_transcripts=idle - threads,
+    )
+
+
+def threads_purge(*, older_than_days: int, batch_size: int = PURGE_BATCH_SIZE) -> ThreadPurge:
+    """Delete the self-hosted threads past retention (see `threads_past_retention`) with their
+    items, attachments and everything else that belongs to them, and the files uploaded more
+    than a day ago for a message that was never sent.
+
+    Rows are deleted through the ORM, a row at a time where a model asks to hear of it (an
+    attachment's stored file goes with its row). Each batch is locked and checked again as it
+    is deleted: a thread a visitor writes in meanwhile is skipped, never deleted under them.
+    """
+    if older_than_days < 1:
+        raise ValueError("older_than_days must be at least 1.")
+    kept = (
+        _threads_idle(older_than_days=older_than_days)
+        .filter(id__in=_thread_ids_unsent_transcripts_need())
+        .count()
+    )
+    threads = _delete_in_batches(threads_past_retention(older_than_days=older_than_days), batch_size)
+    uploads = _delete_in_batches(_unsent_uploads(), batch_size)
+    return ThreadPurge(
+        threads=threads.get(ChatKitThread._meta.label, 0),
+        items=threads.get(ChatKitThreadItem._meta.label, 0),
+        attachments=threads.get(ChatKitAttachment._meta.label, 0),
+        unsent_uploads=uploads.get(ChatKitAttachment._meta.label, 0),
+        kept_for_transcripts=kept,
+    )
+
+
+def _delete_in_batches(expired: QuerySet[Any], batch_size: int) -> dict[str, int]:
+    """Delete the rows of `expired` a batch at a time; how many rows of each model went.
+
+    A batch is locked as it is read, and rows another transaction holds (a visitor's message
+    being stored) are skipped: what is deleted is what still matched when it was locked.
+    """
+    deleted: dict[str, int] = {}
+    while True:
+        with transaction.atomic():
+            batch = list(
+                expired.order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not batch:
+                return deleted
+            _, per_model = expired.model.objects.filter(pk__in=batch).delete()
+        for label, count in per_model.items():
+            deleted[label] = deleted.get(label, 0) + count

@@ -427,6 +427,9 @@ AWS_SES_AUTO_THROTTLE = None
 # A transcript is deleted with its messages and delivery reports this many days after it
 # was recorded, by `manage.py purge_transcripts` (run it daily).
 TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 365)
+# A self-hosted thread nobody has written in for this many days is deleted with its items and
+# attachments by `manage.py purge_threads` (run it daily, with purge_transcripts).
+CHATKIT_THREAD_RETENTION_DAYS = env_positive_int("CHATKIT_THREAD_RETENTION_DAYS", 365)
 # A send of a transcript still unfinished this long after it began was abandoned by a process
 # that died (a Lambda invocation lasts 15 minutes at most); until then nothing else sends the
 # transcript, after it `resend_transcript --failed` (or a retry, or a resend) takes it over.
