@@ -3,8 +3,8 @@
 HTTP events of every kind (API Gateway REST and HTTP APIs, Function URLs, ALB) go to Django
 through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs a
 management command, SNS records (SES delivery notifications) are recorded on their
-transcripts, and an EventBridge schedule runs the retention purge. Anything else is logged
-and answered with a clear error.
+transcripts, and an EventBridge schedule runs the retention purges (transcripts, then
+self-hosted threads). Anything else is logged and answered with a clear error.
 """
 
 import importlib
@@ -202,6 +202,28 @@ def _is_scheduled_event(event: dict[str, Any]) -> bool:
     return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
 
 
+# What the scheduled purge runs: transcripts, then self-hosted threads (kept in any mode: a
+# deployment that went back to managed mode still holds the threads of its self-hosted days).
+SCHEDULED_PURGES = ("purge_transcripts", "purge_threads")
+
+
+def _handle_scheduled_purge() -> dict[str, Any]:
+    """Every purge, each even when one before it failed; the first failure fails the invocation."""
+    results, failures = [], []
+    for command in SCHEDULED_PURGES:
+        try:
+            results.append(_handle_manage([command]))
+        except ManagementCommandFailed as failed:
+            failures.append(failed)
+    if failures:
+        raise failures[0]
+    return {
+        "exit_code": 0,
+        "output": "".join(result["output"] for result in results),
+        "errors": "".join(result["errors"] for result in results),
+    }
+
+
 def handler(event: Any, context: Any) -> Any:
     if isinstance(event, dict):
         if _is_http_event(event):
@@ -214,7 +236,7 @@ def handler(event: Any, context: Any) -> Any:
 
             return sns_lambda_event_handle(event=event)
         if _is_scheduled_event(event):
-            return _handle_manage(["purge_transcripts"])
+            return _handle_scheduled_purge()
     described = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
     logger.error("Unsupported Lambda event: %s", described)
     return {

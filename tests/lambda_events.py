@@ -220,3 +220,18 @@ def sns_record(*, message: dict[str, Any]) -> dict[str, Any]:
 def sns_event(*, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """An SNS event as Lambda receives it: one record per message."""
     return {"Records": [sns_record(message=message) for message in messages]}
+
+
+def scheduled_event(*, time: str = "2026-11-25T03:17:00Z") -> dict[str, Any]:
+    """What an EventBridge rule on a schedule sends its target."""
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time,
+        "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/chatkit-purge"],
+        "detail": {},
+    }

@@ -22,6 +22,7 @@ from tests.lambda_events import (
     function_url_event,
     http_api_v2_event,
     rest_api_v1_event,
+    scheduled_event,
 )
 
 pytestmark = pytest.mark.django_db
@@ -393,18 +394,7 @@ def test_handler_starts_with_a_database_url():
 
 
 def test_scheduled_event_runs_the_retention_purge():
-    # The shape EventBridge sends for a rule on a schedule.
-    event = {
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-11-25T03:17:00Z",
-        "region": "eu-west-1",
-        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/chatkit-purge"],
-        "detail": {},
-    }
+    event = scheduled_event()
 
     old = Transcript.objects.create(thread_id="cthr_old", requested_by="server")
     Transcript.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=400))

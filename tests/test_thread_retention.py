@@ -17,6 +17,8 @@ from chatkit_api.models import (
     TranscriptStatus,
 )
 from chatkit_api.services import threads_purge
+from chatkit_site.lambda_handler import handler
+from tests.lambda_events import scheduled_event
 
 pytestmark = pytest.mark.django_db
 
@@ -246,3 +248,26 @@ def test_a_large_purge_runs_in_batches():
 
     assert (purged.threads, purged.items, purged.attachments) == (7, 14, 7)
     assert threads_left() == ["thr_recent"]
+
+
+def test_the_scheduled_lambda_event_purges_threads_as_well_as_transcripts(settings):
+    settings.CHATKIT_THREAD_RETENTION_DAYS = 90
+    conversation("old", last_active=START)
+    conversation("recent", last_active=START + timedelta(days=80))
+    upload("abandoned", at=START + timedelta(days=80))
+    with time_machine.travel(START - timedelta(days=300), tick=False):
+        Transcript.objects.create(
+            thread_id="cthr_ancient", requested_by="server", status=TranscriptStatus.SENT
+        )
+
+    with time_machine.travel(START + timedelta(days=100), tick=False):
+        result = handler(scheduled_event(), None)
+
+    assert result["exit_code"] == 0
+    assert "Deleted 1 transcript(s) older than 365 days." in result["output"]
+    assert (
+        "Deleted 1 thread(s) idle for more than 90 days, with 2 item(s) and 1 attachment(s); "
+        "deleted 1 upload(s) never sent in a message." in result["output"]
+    )
+    assert threads_left() == ["thr_recent"]
+    assert Transcript.objects.count() == 0
