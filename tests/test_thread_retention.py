@@ -17,7 +17,7 @@ from chatkit_api.models import (
     TranscriptStatus,
 )
 from chatkit_api.services import threads_purge
-from chatkit_site.lambda_handler import handler
+from chatkit_site.lambda_handler import ManagementCommandFailed, handler
 from tests.lambda_events import scheduled_event
 
 pytestmark = pytest.mark.django_db
@@ -271,3 +271,16 @@ def test_the_scheduled_lambda_event_purges_threads_as_well_as_transcripts(settin
     )
     assert threads_left() == ["thr_recent"]
     assert Transcript.objects.count() == 0
+
+
+def test_a_failed_transcript_purge_still_purges_threads_and_fails_the_invocation(settings):
+    settings.TRANSCRIPT_RETENTION_DAYS = 0  # refused by the transcript purge
+    conversation("old", last_active=START)
+
+    with (
+        time_machine.travel(START + timedelta(days=400), tick=False),
+        pytest.raises(ManagementCommandFailed, match=r"manage purge_transcripts exited 1: .*at least 1"),
+    ):
+        handler(scheduled_event(), None)
+
+    assert threads_left() == []
