@@ -97,6 +97,7 @@ from chatkit_api.ratelimits import CHATKIT_REQUESTS_PER_IP, ip_subject, rate_lim
 from chatkit_api.rendering import conversation_text
 from chatkit_api.serializers import LeadSerializer, lead_from
 from chatkit_api.services import CHATKIT_SETTINGS, Caller, self_hosted, settings_missing, transcript_send
+from chatkit_api.thread_titles import title_start, titles_settle
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +143,13 @@ class ChatKitReply:
     stream: AsyncIterator[bytes] | None = None
 
 
-def _title(message: UserMessageItem) -> str | None:
+def _message_text(message: UserMessageItem) -> str:
     text = " ".join(part.text for part in message.content if part.type == "input_text")
-    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _title(message: UserMessageItem) -> str | None:
+    text = _message_text(message)
     if len(text) > TITLE_LENGTH:
         text = text[: TITLE_LENGTH - 1].rstrip() + "…"
     return text or None
@@ -201,12 +206,21 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
         title = _title(input_user_message) if input_user_message is not None and not thread.title else None
         # Written only where the thread has no title yet, never over one the visitor chose while
         # the answer ran; the thread object the server saves is left as it is for that reason.
-        titled = title is not None and await database(
-            thread_title_if_untitled, visitor_id=context.visitor_id, thread_id=thread.id, title=title
-        )
-        if titled:
-            yield ThreadUpdatedEvent(
-                thread=self._to_thread_response(thread.model_copy(update={"title": title}))
+        retitle: asyncio.Task[str | None] | None = None
+        if (
+            title is not None
+            and input_user_message is not None
+            and await database(
+                thread_title_if_untitled, visitor_id=context.visitor_id, thread_id=thread.id, title=title
+            )
+        ):
+            yield self._title_event(thread, title)
+            # The title model writes a better one beside the answer, if the site chose one.
+            retitle = title_start(
+                visitor_id=context.visitor_id,
+                thread_id=thread.id,
+                short_title=title,
+                message=_message_text(input_user_message),
             )
         recent = await self.store.load_thread_items(thread.id, None, HISTORY_ITEMS, "desc", context)
         history = await _HISTORY.to_agent_input(list(reversed(recent.data)))
@@ -224,6 +238,11 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
         try:
             async for event in stream_agent_response(agent_context, result):
                 yield event
+                if retitle is not None and retitle.done():
+                    # Told to the widget while the answer still streams; never waited for.
+                    if retitled := retitle.result():
+                        yield self._title_event(thread, retitled)
+                    retitle = None
         except (InputGuardrailTripwireTriggered, OutputGuardrailTripwireTriggered) as tripped:
             yield self._guardrail_answer(thread, tripped, context)
         finally:
@@ -233,6 +252,11 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
             # finish instead of waiting forever.
             result.cancel()
             agent_context._complete()
+        if retitle is not None and retitle.done() and (retitled := retitle.result()):
+            yield self._title_event(thread, retitled)
+
+    def _title_event(self, thread: ThreadMetadata, title: str) -> ThreadUpdatedEvent:
+        return ThreadUpdatedEvent(thread=self._to_thread_response(thread.model_copy(update={"title": title})))
 
     async def handle_stream_cancelled(
         self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: ChatKitContext
@@ -528,5 +552,7 @@ async def chatkit_request_serve(
 
 async def chatkit_loop_end() -> None:
     """What a request served on an event loop of its own (under WSGI) does before the loop
-    ends: close the loop's OpenAI client and its connections."""
+    ends: let the titles being written finish shortly or cancel them, then close the loop's
+    OpenAI client and its connections."""
+    await titles_settle()
     await openai_gateway.async_client_close()

@@ -172,13 +172,19 @@ def thread_save(*, visitor_id: str, thread: ThreadMetadata, running_until: datet
 
 def thread_title_if_untitled(*, visitor_id: str, thread_id: str, title: str) -> bool:
     """Give the thread `title` unless it has one, e.g. one the visitor chose meanwhile."""
+    return thread_title_replace(visitor_id=visitor_id, thread_id=thread_id, current="", title=title)
+
+
+def thread_title_replace(*, visitor_id: str, thread_id: str, current: str, title: str) -> bool:
+    """Give the thread `title` if its title is still `current` ("" for none), never over one
+    the visitor chose meanwhile; False when it was not written."""
     thread = _thread_row(visitor_id, thread_id)
-    if thread.title:
+    if thread.title != current:
         return False
     title = title[: char_limit(ChatKitThread, "title")]
     data = {**thread.data, "title": title}
     return bool(
-        ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id, title="").update(
+        ChatKitThread.objects.filter(pk=thread_id, visitor_id=visitor_id, title=current).update(
             title=title, data=data, updated_at=timezone.now()
         )
     )

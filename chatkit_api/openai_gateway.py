@@ -1,5 +1,5 @@
 """The one wrapper around the OpenAI SDK: ChatKit sessions, managed threads and their items,
-and the async client the self-hosted agent's model calls go through.
+the async client the self-hosted agent's model calls go through, and self-hosted thread titles.
 
 SDK exceptions never leave this module: they become ThreadNotFound or UpstreamError with
 messages that are safe to return (no API key, no raw upstream body).
@@ -115,6 +115,25 @@ async def async_client_close() -> None:
     built = _async_clients.pop(asyncio.get_running_loop(), None)
     if built is not None:
         await built[1].close()
+
+
+async def thread_title_create(*, model: str, instructions: str, conversation: str) -> str:
+    """A thread's title, written by `model` following `instructions` from `conversation`.
+
+    One attempt, no retry (a title is not worth the wait), within OPENAI_TIMEOUT_SECONDS and
+    what is left of the request's time budget; not stored at OpenAI. UpstreamError when
+    OpenAI fails, times out or answers nothing.
+    """
+    try:
+        client = async_client().with_options(timeout=_attempt_timeout(), max_retries=0)
+        response = await client.responses.create(
+            model=model, instructions=instructions, input=conversation, store=False
+        )
+    except openai.OpenAIError as exc:
+        raise _upstream_error("writing a thread title", exc) from exc
+    if not response.output_text.strip():
+        raise _unreadable_reply("a thread title", ValueError(f"no text (status {response.status})"))
+    return response.output_text
 
 
 class _OutOfTime(openai.OpenAIError):

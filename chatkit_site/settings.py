@@ -330,6 +330,9 @@ CHATKIT_AGENT = env_str("CHATKIT_AGENT", "chatkit_api.agent:default_agent")
 CHATKIT_AGENT_MODEL = env_str("CHATKIT_AGENT_MODEL")
 CHATKIT_AGENT_INSTRUCTIONS = env_str("CHATKIT_AGENT_INSTRUCTIONS")
 CHATKIT_AGENT_INSTRUCTIONS_FILE = env_str("CHATKIT_AGENT_INSTRUCTIONS_FILE")
+# A small model (e.g. gpt-4.1-nano) that titles a thread in 3 to 6 words from the visitor's
+# first message, beside the first answer; empty keeps the first message, cut short, as title.
+CHATKIT_TITLE_MODEL = env_str("CHATKIT_TITLE_MODEL")
 # Seconds a whole answer may take, model calls, retries, tools and handoffs together; past it
 # the answer stops with an error event (OPENAI_TIMEOUT_SECONDS is for the quick API calls of
 # managed mode).

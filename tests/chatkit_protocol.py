@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpResponseBase
 from django.test import AsyncClient, Client
 
-from chatkit_api import openai_gateway
+from chatkit_api.chatkit_server import chatkit_loop_end
 
 CHATKIT_URL = "/api/chatkit"
 T = TypeVar("T")
@@ -90,7 +90,7 @@ class ChatKitBrowser:
                 return response, (await reader(response) if response.streaming else None)
             finally:
                 # Unlike an ASGI server's, this loop ends with the request.
-                await openai_gateway.async_client_close()
+                await chatkit_loop_end()
 
         return async_to_sync(exchange)()
 

@@ -12,20 +12,31 @@ and which client connections asked (address and port). `GET /arrivals` answers t
     python -m uvicorn --factory tests.fake_responses:paced_app --port PORT
 
 serves it paced by BENCH_FIRST_DELTA_MS (default 300) and BENCH_DELTA_INTERVAL_MS (20).
+
+A request that is not streamed is the thread-title model's (chatkit_api.thread_titles): it is
+recorded in `title_requests` and answered with `title` as a whole Response, once
+`title_release` is set when a test holds it back, or with the error `title_status` says.
 """
 
 import asyncio
 import json
 import os
 import re
+import threading
 import time
+import uuid
 from typing import Any
+
+from openai.types.responses import Response, ResponseOutputMessage, ResponseOutputText
 
 from tests.fake_model import Say, response_stream_events
 
 WORDS = 40
 ANSWER = " ".join(f"word{n}" for n in range(WORDS))
 MARKER = re.compile(rb"bench-question-[0-9a-z-]+")
+TITLE = "Front brake pads quote"
+# The longest a held-back title waits for its release.
+TITLE_HELD_SECONDS = 30
 
 
 class FakeResponses:
@@ -36,6 +47,12 @@ class FakeResponses:
         self.delta_interval_seconds = delta_interval_seconds
         self.arrivals: dict[str, float] = {}
         self.connections: list[tuple[str, int]] = []
+        self.title = TITLE
+        self.title_status = 200
+        self.title_release: threading.Event | None = None
+        self.title_requests: list[dict[str, Any]] = []
+        # Set once a title has been answered (or refused).
+        self.title_answered = threading.Event()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -52,10 +69,45 @@ class FakeResponses:
         markers = MARKER.findall(body)
         if markers:
             self.arrivals[markers[-1].decode()] = arrived
-        if not json.loads(body).get("stream"):
-            await _send_json(send, 400, {"error": {"message": "only streamed answers are faked"}})
+        request = json.loads(body)
+        if not request.get("stream"):
+            self.title_requests.append(request)
+            await self._answer_title(send, request)
             return
         await self._stream_answer(send, arrived)
+
+    async def _answer_title(self, send: Any, request: dict[str, Any]) -> None:
+        if self.title_release is not None:
+            # Polled, so that the client giving up (a cancelled title) ends nothing here early.
+            held_until = time.monotonic() + TITLE_HELD_SECONDS
+            while not self.title_release.is_set() and time.monotonic() < held_until:
+                await asyncio.sleep(0.005)
+        try:
+            if self.title_status != 200:
+                await _send_json(send, self.title_status, {"error": {"message": "title model failed"}})
+                return
+            response = Response(
+                id=f"resp_{uuid.uuid4().hex}",
+                created_at=time.time(),
+                model=request["model"],
+                object="response",
+                status="completed",
+                output=[
+                    ResponseOutputMessage(
+                        id=f"msg_{uuid.uuid4().hex}",
+                        role="assistant",
+                        status="completed",
+                        type="message",
+                        content=[ResponseOutputText(type="output_text", text=self.title, annotations=[])],
+                    )
+                ],
+                parallel_tool_calls=False,
+                tool_choice="auto",
+                tools=[],
+            )
+            await _send_json(send, 200, response.model_dump(mode="json"))
+        finally:
+            self.title_answered.set()
 
     async def _stream_answer(self, send: Any, arrived: float) -> None:
         headers = [(b"content-type", b"text/event-stream")]

@@ -9,18 +9,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connections
 
-from chatkit_api import openai_gateway
+from chatkit_api import openai_gateway, thread_titles
+from chatkit_api.models import ChatKitThread
 from chatkit_site.asgi import application
 from tests.chatkit_protocol import assistant_texts, sse_events, thread_id_of, user_input
 from tests.fake_model import Say, ScriptedModel, Wait
-from tests.fake_responses import ANSWER
+from tests.fake_responses import ANSWER, TITLE, FakeResponses
 from tests.loopback import blackhole, served_on_loopback
 
 # The server answers from threads of its own, with connections of their own: data is committed.
@@ -244,3 +245,66 @@ def test_a_chunked_body_within_the_limit_is_read(served, self_hosted, settings):
 
     assert response.status == 200
     assert assistant_texts(events) == ["Pads are £89 fitted."]
+
+
+def _call(port: int, body: dict, cookie: str) -> dict:
+    """One ChatKit request answered with JSON, as the visitor with `cookie`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}", "Cookie": cookie}
+    connection.request("POST", "/api/chatkit", json.dumps(body), headers)
+    response = connection.getresponse()
+    reply = json.loads(response.read())
+    connection.close()
+    assert response.status == 200, reply
+    return reply
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.02)
+
+
+def _ask_with_a_held_back_title(port: int, fake: FakeResponses, settings) -> tuple[list[dict], str]:
+    """The first message of a thread, answered in full while the title model holds its title back."""
+    settings.CHATKIT_TITLE_MODEL = "gpt-4.1-nano"
+    fake.title_release = threading.Event()
+    events, cookie = _ask(
+        port, {"type": "threads.create", "params": {"input": user_input("Pads for a 2015 Golf?")}}
+    )
+    assert assistant_texts(events) == [ANSWER]
+    assert len(fake.title_requests) == 1
+    assert not fake.title_answered.is_set()
+    assert ChatKitThread.objects.get(pk=thread_id_of(events)).title == "Pads for a 2015 Golf?"
+    return events, cookie
+
+
+def test_a_slow_title_model_holds_back_no_event_and_the_title_comes_when_it_answers(
+    served, fake_responses, settings
+):
+    try:
+        # The answer streamed to its end while the title model was still writing.
+        events, _ = _ask_with_a_held_back_title(served, fake_responses, settings)
+    finally:
+        fake_responses.title_release.set()
+
+    # The server's loop lives on after the request: the title is written when the model answers.
+    _eventually(lambda: ChatKitThread.objects.get(pk=thread_id_of(events)).title == TITLE)
+    _eventually(lambda: not thread_titles._writing)
+
+
+def test_a_thread_renamed_while_the_title_model_writes_keeps_the_visitors_name(
+    served, fake_responses, settings
+):
+    try:
+        events, cookie = _ask_with_a_held_back_title(served, fake_responses, settings)
+        thread_id = thread_id_of(events)
+        _call(
+            served, {"type": "threads.update", "params": {"thread_id": thread_id, "title": "My Golf"}}, cookie
+        )
+    finally:
+        fake_responses.title_release.set()
+
+    _eventually(lambda: fake_responses.title_answered.is_set() and not thread_titles._writing)
+    assert ChatKitThread.objects.get(pk=thread_id).title == "My Golf"
