@@ -30,7 +30,8 @@ def user_input(text: str, *, quoted_text: str | None = None) -> dict[str, Any]:
 def sse_events(body: bytes) -> list[dict[str, Any]]:
     events = []
     for block in body.decode().split("\n\n"):
-        if block.strip():
+        # A keep-alive comment is sent while the model is slow to answer (a loaded machine).
+        if block.strip() and not block.startswith(":"):
             assert block.startswith("data: "), block
             events.append(json.loads(block.removeprefix("data: ")))
     return events
