@@ -2,20 +2,30 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SAM_VENV ?= .venv-sam
 PORT ?= 8000
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 # manage.py reads .env itself (copy .env.example to start); Make does not, so that the
 # tests never see it.
-.PHONY: install run serve migrate superuser test test-postgres lint lambda-zip lambda-check bench bench-quick format ci clean
+.PHONY: install lock lock-check run serve migrate superuser test test-postgres lint lambda-zip lambda-zip-arm64 sam-check lambda-check bench bench-quick format ci clean
 
+# Exactly the packages and files of requirements-dev.lock (see scripts/lock).
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@
+
+# After changing requirements.txt or requirements-dev.txt: the lock files, from them.
+lock: install
+	scripts/lock
+
+# Fails, saying to run `make lock`, when the lock files are not what the requirements give.
+lock-check: install
+	scripts/lock --check
 
 # Local development: DEBUG on, SQLite, mail printed to the console unless SES_FROM_EMAIL is
 # set, answers streamed (the ASGI server, reloading on changes); `make run PORT=8080` for
@@ -53,13 +63,33 @@ lint: install
 	$(BIN)/mypy
 
 # The Lambda artefact: dist/chatkit-lambda.zip, the same content as the Dockerfile's image.
+# `make lambda-zip LAMBDA_ARCHITECTURE=arm64` builds it for Graviton (Architecture=arm64).
 lambda-zip: install
 	scripts/build-lambda-zip
 
-# Lint the Dockerfile and the SAM template, build the zip, then import and invoke it from a
-# clean read-only directory with real event shapes.
-lambda-check: lambda-zip
+# The package for arm64 beside the x86_64 one; it cannot run here, so its native libraries
+# are checked to be aarch64 instead.
+lambda-zip-arm64: install
+	LAMBDA_ARCHITECTURE=arm64 scripts/build-lambda-zip dist/chatkit-lambda-arm64.zip
+	$(BIN)/python scripts/check_lambda_architecture.py dist/chatkit-lambda-arm64.zip arm64
+
+# The AWS SAM CLI in its own environment (requirements-sam.lock).
+$(SAM_VENV)/.installed: requirements-sam.lock
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-sam.lock
+	touch $@
+
+# `sam validate --lint` and `sam build` (no Docker) of the template, for both architectures.
+sam-check: lambda-zip $(SAM_VENV)/.installed
+	PATH="$(abspath $(SAM_VENV))/bin:$$PATH" scripts/sam-check
+
+# Lint the Dockerfile (its base pinned by digest) and the SAM template, build both zips, then
+# import and invoke the x86_64 one from a clean read-only directory with real event shapes.
+lambda-check: lambda-zip lambda-zip-arm64 sam-check
 	$(BIN)/hadolint Dockerfile
+	@grep -Eq '^FROM [^ ]+@sha256:[0-9a-f]{64}$$' Dockerfile \
+		|| { echo "Dockerfile: pin the base image by digest (see the comment above FROM)" >&2; exit 1; }
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/smoke_lambda_zip.py dist/chatkit-lambda.zip
 
@@ -80,4 +110,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(VENV) staticfiles build dist test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam staticfiles build dist test-artifacts .pytest_cache .ruff_cache
