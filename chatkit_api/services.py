@@ -552,6 +552,18 @@ def transcripts_resend_queue(*, since: datetime | None = None) -> QuerySet[Trans
     return queue.order_by("created_at", "id")
 
 
+def transcripts_backlog() -> dict[str, int]:
+    """What has not reached staff: `failed` transcripts (a resend may still fix them), and
+    `stuck` ones, pending for longer than a send can take (its process died before it recorded
+    an outcome). The template's alarms watch both (chatkit_site.cloudwatch_metrics)."""
+    abandoned_before = _abandoned_before(timezone.now())
+    unsent = Transcript.objects.exclude(status=TranscriptStatus.SENT)
+    return {
+        "failed": unsent.filter(status=TranscriptStatus.FAILED).count(),
+        "stuck": unsent.filter(status=TranscriptStatus.PENDING, created_at__lt=abandoned_before).count(),
+    }
+
+
 # --- retention ---------------------------------------------------------------------
 
 # Rows deleted per statement, so that a first purge of years of data neither holds one

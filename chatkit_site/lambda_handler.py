@@ -3,8 +3,9 @@
 HTTP events of every kind (API Gateway REST and HTTP APIs, Function URLs, ALB) go to Django
 through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs a
 management command, SNS records (SES delivery notifications) are recorded on their
-transcripts, and an EventBridge schedule runs the retention purges (transcripts, then
-self-hosted threads). Anything else is logged and answered with a clear error.
+transcripts, an EventBridge schedule runs the retention purges (transcripts, then self-hosted
+threads), and `{"metrics": "transcripts"}` writes the transcript backlog as CloudWatch
+metrics. Anything else is logged and answered with a clear error.
 """
 
 import importlib
@@ -237,12 +238,16 @@ def handler(event: Any, context: Any) -> Any:
             return sns_lambda_event_handle(event=event)
         if _is_scheduled_event(event):
             return _handle_scheduled_purge()
+        if event.get("metrics") == "transcripts":
+            from chatkit_site.cloudwatch_metrics import transcript_metrics
+
+            return transcript_metrics()
     described = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
     logger.error("Unsupported Lambda event: %s", described)
     return {
         "ok": False,
         "error": (
             "Unsupported event. Expected an HTTP event (API Gateway, Function URL, ALB), "
-            'an SNS notification, a scheduled event or {"manage": "<command>"}.'
+            'an SNS notification, a scheduled event, {"manage": "<command>"} or {"metrics": "transcripts"}.'
         ),
     }

@@ -206,6 +206,7 @@ def main() -> None:
         events = [
             {"manage": "migrate --noinput"},
             {"manage": "resend_transcript 424242"},
+            {"metrics": "transcripts"},
             http_api_v2_event(body={"locale": "en", "pageUrl": "https://shop.example/"}),
             http_api_v2_event(method="GET", path="/static/admin/img/icon-yes.svg"),
             http_api_v2_event(path="/api/chatkit/transcript", body={"threadId": "cthr_1"}),
@@ -239,13 +240,19 @@ def main() -> None:
         if run.returncode != 0:
             sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        migrate, failing, session, static, transcript, missing, schema, swagger_ui = report["results"]
+        results = report["results"]
+        migrate, failing, metrics, session, static, transcript, missing, schema, swagger_ui = results
 
         said = migrate.get("errors", migrate.get("errorMessage", "")).strip()
         check(migrate.get("exit_code") == 0, f"migrate event exits 0 ({said or 'no errors'})")
         check(
             failing.get("errorType") == "ManagementCommandFailed" and "424242" in failing["errorMessage"],
             f"a manage event whose command fails fails the invocation (got {failing})",
+        )
+        emf = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"_aws"')]
+        check(
+            metrics == {"TranscriptsFailed": 0, "TranscriptsStuck": 0} and len(emf) == 1,
+            f"the metrics event writes the transcript backlog as one EMF line ({metrics}, {len(emf)} lines)",
         )
         check(session["statusCode"] == 200, f"session call answers 200 (got {session['statusCode']})")
         check("client_secret" in json.loads(session["body"]), "session reply carries a client_secret")

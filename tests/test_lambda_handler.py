@@ -407,6 +407,43 @@ def test_scheduled_event_runs_the_retention_purge():
     assert list(Transcript.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
+def test_metrics_event_writes_the_transcript_backlog_as_one_emf_line(capsys, monkeypatch, settings):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatkit-prod-ChatKitFunction")
+    long_ago = timezone.now() - timedelta(minutes=settings.TRANSCRIPT_PENDING_TIMEOUT_MINUTES + 1)
+    for thread_id, status, created_at in [
+        ("cthr_failed_1", "failed", timezone.now()),
+        ("cthr_failed_2", "failed", long_ago),
+        ("cthr_stuck", "pending", long_ago),
+        # Still within the time a send may take: not stuck yet.
+        ("cthr_sending", "pending", timezone.now()),
+        ("cthr_sent", "sent", long_ago),
+    ]:
+        transcript = Transcript.objects.create(thread_id=thread_id, requested_by="server", status=status)
+        Transcript.objects.filter(pk=transcript.pk).update(created_at=created_at)
+
+    result = handler({"metrics": "transcripts"}, None)
+
+    assert result == {"TranscriptsFailed": 2, "TranscriptsStuck": 1}
+    [line] = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    # What CloudWatch Logs needs to extract the metrics: the directive, and each metric and
+    # dimension named in it as a top-level member.
+    [directive] = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "ChatKitBackend"
+    assert directive["Dimensions"] == [["FunctionName"]]
+    assert [metric["Name"] for metric in directive["Metrics"]] == ["TranscriptsFailed", "TranscriptsStuck"]
+    assert abs(record["_aws"]["Timestamp"] / 1000 - timezone.now().timestamp()) < 60
+    assert record["FunctionName"] == "chatkit-prod-ChatKitFunction"
+    assert (record["TranscriptsFailed"], record["TranscriptsStuck"]) == (2, 1)
+
+
+def test_metrics_event_for_something_else_is_an_unsupported_event(capsys):
+    result = handler({"metrics": "everything"}, None)
+
+    assert result["ok"] is False
+    assert capsys.readouterr().out == ""
+
+
 def test_a_session_call_loads_neither_boto3_nor_django_ses(fake_chatkit, tmp_path):
     """Cold start: what a session call does not need is not imported at start-up."""
     code = """
