@@ -1,6 +1,7 @@
 """Self-hosted threads in Django admin: browsable, searchable, read-only."""
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -10,6 +11,11 @@ from tests.chatkit_protocol import ChatKitBrowser, thread_id_of
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/chatkit_api/chatkitthread/"
+
+
+def change_page(thread_id):
+    # As the admin links it: an id such as thr_25... would otherwise read as thr%...
+    return f"{CHANGELIST}{quote(thread_id)}/change/"
 
 
 @pytest.fixture
@@ -46,7 +52,7 @@ def test_changelist_query_count_does_not_grow_with_threads(admin_client, threads
 
 def test_detail_shows_the_conversation_escaped_and_nothing_is_editable(admin_client, threads):
     first, _ = threads
-    url = f"{CHANGELIST}{first}/change/"
+    url = change_page(first)
 
     page = admin_client.get(url)
 
