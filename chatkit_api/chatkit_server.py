@@ -11,7 +11,8 @@ when the visitor goes away. What was written of a stopped answer is kept, marked
 
 Besides the agent's answers the server handles one action, `send_recap`: the widget sends it
 (`chatkit.sendCustomAction`) with the visitor's details, and the thread is mailed exactly as
-the transcript endpoint would mail it.
+the transcript endpoint would mail it. A visitor's thumbs up or down on an answer
+(`items.feedback`) is kept with the answer, for staff to see.
 """
 
 import asyncio
@@ -48,7 +49,9 @@ from chatkit.types import (
     ClientEffectEvent,
     ErrorCode,
     ErrorEvent,
+    FeedbackKind,
     HiddenContextItem,
+    ItemsFeedbackReq,
     SDKHiddenContextItem,
     ThreadItem,
     ThreadItemDoneEvent,
@@ -75,10 +78,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from chatkit_api import openai_gateway
 from chatkit_api.agent import agent_load
 from chatkit_api.chatkit_store import (
+    MAX_PAGE_SIZE,
     ChatKitContext,
     DjangoStore,
     Run,
     database,
+    feedback_save,
     thread_run_claim,
     thread_run_release,
     thread_title_if_untitled,
@@ -282,6 +287,17 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
             context=context,
         )
 
+    async def add_feedback(
+        self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: ChatKitContext
+    ) -> None:
+        await database(
+            feedback_save,
+            visitor_id=context.visitor_id,
+            thread_id=thread_id,
+            item_ids=item_ids,
+            kind=feedback,
+        )
+
     def _serialize(self, obj: BaseModel) -> bytes:
         # The SDK stamps what it creates with naive local times; a browser would read those as
         # its own local time. Sent as UTC, as the stored items are.
@@ -362,6 +378,11 @@ def _check_supported(request: Any) -> None:
     if isinstance(request, ThreadsUpdateReq) and len(request.params.title) > title_length:
         raise InvalidChatKitRequest(
             f"Invalid ChatKit request. params.title: at most {title_length} characters."
+        )
+    # The widget names the items of one answer; more than a page of them is not feedback.
+    if isinstance(request, ItemsFeedbackReq) and not 0 < len(request.params.item_ids) <= MAX_PAGE_SIZE:
+        raise InvalidChatKitRequest(
+            f"Invalid ChatKit request. params.item_ids: from 1 to {MAX_PAGE_SIZE} items."
         )
 
 

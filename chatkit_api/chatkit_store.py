@@ -28,7 +28,13 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
-from chatkit_api.models import ChatKitAttachment, ChatKitThread, ChatKitThreadItem, char_limit
+from chatkit_api.models import (
+    ChatKitAttachment,
+    ChatKitFeedback,
+    ChatKitThread,
+    ChatKitThreadItem,
+    char_limit,
+)
 
 # The most a client may ask for in one page of threads or items.
 MAX_PAGE_SIZE = 100
@@ -297,6 +303,44 @@ def item_delete(*, visitor_id: str, thread_id: str, item_id: str) -> None:
     ChatKitThreadItem.objects.filter(
         thread_id=thread_id, thread__visitor_id=visitor_id, item_id=item_id
     ).delete()
+
+
+# --- feedback ----------------------------------------------------------------------
+
+
+def feedback_save(*, visitor_id: str, thread_id: str, item_ids: list[str], kind: str) -> None:
+    """Record the visitor's `kind` (thumbs up or down) on each of the thread's items named,
+    replacing what the visitor said of them before.
+
+    NotFoundError, and nothing recorded, when the thread is not the visitor's or one of the
+    items is not in it.
+    """
+    wanted = set(item_ids)
+    items = dict(
+        ChatKitThreadItem.objects.filter(
+            thread_id=thread_id, thread__visitor_id=visitor_id, item_id__in=wanted
+        ).values_list("item_id", "pk")
+    )
+    missing = sorted(wanted - items.keys())
+    if missing:
+        if not items:
+            _thread_row(visitor_id, thread_id)
+        raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
+    given_at = timezone.now()
+    try:
+        with transaction.atomic():
+            ChatKitFeedback.objects.bulk_create(
+                [
+                    ChatKitFeedback(item_id=pk, visitor_id=visitor_id, kind=kind, given_at=given_at)
+                    for pk in items.values()
+                ],
+                update_conflicts=True,
+                unique_fields=["item", "visitor_id"],
+                update_fields=["kind", "given_at"],
+            )
+    except IntegrityError:
+        # An item was deleted in between (a retry replaced the answer, or the thread went).
+        raise NotFoundError(f"Item not found in thread {thread_id}") from None
 
 
 # --- attachments -------------------------------------------------------------------

@@ -221,6 +221,41 @@ class ChatKitThreadItem(models.Model):
         return f"{self.type} {self.item_id}"
 
 
+class FeedbackKind(models.TextChoices):
+    """The two buttons ChatKit shows under an answer."""
+
+    POSITIVE = "positive", "Thumbs up"
+    NEGATIVE = "negative", "Thumbs down"
+
+
+class ChatKitFeedback(models.Model):
+    """A visitor's thumbs up or down on an item of a self-hosted thread (an answer, a widget,
+    a tool call), and when they gave it.
+
+    One row per item and visitor: a visitor who changes their mind replaces their earlier
+    verdict, so that the thread shows what the visitor thinks of the answer now, and clicking
+    again and again counts once.
+    """
+
+    item = models.ForeignKey(ChatKitThreadItem, on_delete=models.CASCADE, related_name="feedback")
+    visitor_id = models.CharField(max_length=512, help_text="The visitor (cookie) that gave it.")
+    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    given_at = models.DateTimeField(help_text="When the visitor gave their latest verdict on the item.")
+
+    class Meta:
+        ordering = ["given_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "visitor_id"], name="chatkit_feedback_once_per_item_and_visitor"
+            )
+        ]
+        verbose_name = "ChatKit feedback"
+        verbose_name_plural = "ChatKit feedback"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.item_id}"
+
+
 class ChatKitAttachment(models.Model):
     """The metadata of a file a visitor attached (the file itself lives wherever it was uploaded)."""
 
