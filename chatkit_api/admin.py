@@ -11,18 +11,21 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from chatkit_api.exceptions import ServiceError, TranscriptSendSkipped
+from chatkit_api.local_threads import thread_feedback
 from chatkit_api.models import (
     ChatKitAttachment,
+    ChatKitFeedback,
     ChatKitThread,
     ChatKitThreadItem,
     DeliveryReport,
+    FeedbackKind,
     Transcript,
     TranscriptEmail,
 )
@@ -278,28 +281,78 @@ class TranscriptAdmin(admin.ModelAdmin):
         return False
 
 
+# How the thread list and the item rows show each kind of feedback: thumbs down stands out.
+_FEEDBACK_STYLES: dict[str, str] = {
+    FeedbackKind.NEGATIVE: "color:#ba2121;font-weight:bold",
+    FeedbackKind.POSITIVE: "",
+}
+
+
+def _feedback_html(kinds: Iterable[tuple[str, str]]) -> SafeString | str:
+    """Each (kind, what to say of it), styled by kind; a dash for none."""
+    shown = [(_FEEDBACK_STYLES.get(kind, ""), text) for kind, text in kinds]
+    return format_html_join(", ", '<span style="{}">{}</span>', shown) if shown else "—"
+
+
+def _feedback_given(feedback: ChatKitFeedback) -> tuple[str, str]:
+    given_at = timezone.localtime(feedback.given_at).strftime("%Y-%m-%d %H:%M")
+    return feedback.kind, f"{feedback.get_kind_display()} ({given_at})"
+
+
 class ChatKitThreadItemInline(admin.TabularInline):
     model = ChatKitThreadItem
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("created_at", "type", "item_id")
+    fields = readonly_fields = ("created_at", "type", "item_id", "visitor_feedback")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitThreadItem]:
         # The items' JSON is read once, by the thread's conversation field, not per row.
-        return super().get_queryset(request).defer("data")
+        return super().get_queryset(request).defer("data").prefetch_related("feedback")
+
+    @admin.display(description="Visitor feedback")
+    def visitor_feedback(self, item: ChatKitThreadItem) -> SafeString | str:
+        return _feedback_html(map(_feedback_given, item.feedback.all()))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
+def _feedback_on(kind: str | None = None) -> Exists:
+    """Whether a visitor gave the thread's items feedback (of `kind`, or of any kind)."""
+    given = ChatKitFeedback.objects.filter(item__thread=OuterRef("pk"))
+    return Exists(given.filter(kind=kind) if kind else given)
+
+
+class VisitorFeedbackFilter(admin.SimpleListFilter):
+    title = "visitor feedback"
+    parameter_name = "feedback"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (FeedbackKind.NEGATIVE, "With thumbs down"),
+            (FeedbackKind.POSITIVE, "With thumbs up"),
+            (self.NONE, "Without feedback"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == self.NONE:
+            return queryset.filter(~_feedback_on())
+        if self.value() in FeedbackKind.values:
+            return queryset.filter(_feedback_on(self.value()))
+        return queryset
+
+
 @admin.register(ChatKitThread)
 class ChatKitThreadAdmin(admin.ModelAdmin):
-    """Self-hosted conversations: read-only, shown as staff read them in a transcript mail."""
+    """Self-hosted conversations: read-only, shown as staff read them in a transcript mail,
+    with the visitors' thumbs up and down on the answers."""
 
-    list_display = ["created_at", "title", "visitor_id", "updated_at", "imported_at"]
+    list_display = ["created_at", "title", "visitor_id", "visitor_feedback", "updated_at", "imported_at"]
     search_fields = ["id", "title", "visitor_id"]
-    # Threads `import_managed_threads` brought over from Agent Builder, or not.
-    list_filter = [("imported_at", admin.EmptyFieldListFilter)]
+    # Threads with a thumbs down to look at; threads `import_managed_threads` brought over
+    # from Agent Builder, or not.
+    list_filter = [VisitorFeedbackFilter, ("imported_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "created_at"
     fields = readonly_fields = (
         "id",
@@ -308,17 +361,31 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "imported_at",
+        "visitor_feedback",
         "conversation",
     )
     inlines = [ChatKitThreadItemInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitThread]:
-        return super().get_queryset(request).defer("data")
+        return (
+            super()
+            .get_queryset(request)
+            .defer("data")
+            .annotate(
+                thumbs_down=_feedback_on(FeedbackKind.NEGATIVE), thumbs_up=_feedback_on(FeedbackKind.POSITIVE)
+            )
+        )
+
+    @admin.display(description="Visitor feedback")
+    def visitor_feedback(self, obj: ChatKitThread) -> SafeString | str:
+        given = [(FeedbackKind.NEGATIVE, obj.thumbs_down), (FeedbackKind.POSITIVE, obj.thumbs_up)]  # type: ignore[attr-defined]
+        return _feedback_html((kind, kind.label) for kind, found in given if found)
 
     @admin.display(description="Conversation")
     def conversation(self, obj: ChatKitThread) -> str:
         items = obj.items.order_by("created_at", "id").values_list("data", flat=True)
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", conversation_text(items))
+        text = conversation_text(items, feedback=thread_feedback(obj.pk))
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", text)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,5 +1,6 @@
 """Self-hosted threads as the transcript services read them, like `openai_gateway` does in
-managed mode: who owns a thread, and its items as ChatKit JSON, oldest first.
+managed mode: who owns a thread, and its items as ChatKit JSON, oldest first; and, which
+managed mode has not, the visitor's feedback on them.
 
 This module needs only the models, so a managed deployment never loads the ChatKit SDK.
 """
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chatkit_api.exceptions import ThreadNotFound
-from chatkit_api.models import ChatKitThread, ChatKitThreadItem
+from chatkit_api.models import ChatKitFeedback, ChatKitThread, ChatKitThreadItem
 
 
 def thread_owner(thread_id: str) -> str:
@@ -28,4 +29,14 @@ def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
         .order_by("created_at", "id")
         .values_list("data", flat=True)
         .iterator(chunk_size=500)
+    )
+
+
+def thread_feedback(thread_id: str) -> dict[str, str]:
+    """The kind of feedback (`positive`, `negative`) given to each item of the thread that has
+    any, by item id: the latest, should more than one visitor have given it."""
+    return dict(
+        ChatKitFeedback.objects.filter(item__thread_id=thread_id)
+        .order_by("given_at", "id")
+        .values_list("item__item_id", "kind")
     )

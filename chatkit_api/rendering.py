@@ -2,13 +2,14 @@
 
 The plain-text body keeps the old handler's layout (lead lines, `---`, the conversation)
 so staff inbox filters keep working; every item type is rendered on purpose, and a type
-this code does not know yet is shown by name rather than dropped.
+this code does not know yet is shown by name rather than dropped. The visitor's thumbs up or
+down on an answer (self-hosted threads) is shown beside it.
 """
 
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -17,6 +18,8 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
+
+from chatkit_api.models import FeedbackKind
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class Entry:
     label: str
     time: str
     text: str
+    # The kind of feedback the visitor gave the item with ChatKit's thumbs, if any.
+    feedback: str = ""
 
 
 @dataclass(frozen=True)
@@ -310,20 +315,42 @@ def _entry_or_unreadable(item: Any, zone: ZoneInfo) -> Entry | None:
         return Entry(_UNREADABLE, "Unreadable item", "time unknown", f"(a {kind} item)")
 
 
-def _entries(items: Iterable[dict[str, Any]]) -> list[Entry]:
+_FEEDBACK_LABELS: dict[str, str] = dict(FeedbackKind.choices)
+
+
+def _with_feedback(entry: Entry | None, item: Any, feedback: Mapping[str, str]) -> Entry | None:
+    if entry is None or not isinstance(item, dict):
+        return entry
+    kind = feedback.get(str(item.get("id")))
+    return replace(entry, feedback=kind) if kind else entry
+
+
+def _entries(items: Iterable[dict[str, Any]], feedback: Mapping[str, str]) -> list[Entry]:
     zone = ZoneInfo(settings.TIME_ZONE)
-    return [entry for entry in (_entry_or_unreadable(item, zone) for item in items) if entry is not None]
+    entries = (_with_feedback(_entry_or_unreadable(item, zone), item, feedback) for item in items)
+    return [entry for entry in entries if entry is not None]
+
+
+def _feedback_said(entry: Entry) -> str:
+    return f"Visitor feedback: {_FEEDBACK_LABELS.get(entry.feedback, entry.feedback)}"
+
+
+def _feedback_line(entry: Entry) -> str:
+    return f"\n{_feedback_said(entry)}" if entry.feedback else ""
 
 
 def _conversation(entries: list[Entry]) -> str:
     if not entries:
         return "(The conversation has no messages.)"
-    return "\n\n".join(f"[{entry.time}] {entry.label}: {entry.text}" for entry in entries)
+    return "\n\n".join(
+        f"[{entry.time}] {entry.label}: {entry.text}{_feedback_line(entry)}" for entry in entries
+    )
 
 
-def conversation_text(items: Iterable[dict[str, Any]]) -> str:
-    """A thread's items as the plain-text conversation of a transcript mail."""
-    return _conversation(_entries(items))
+def conversation_text(items: Iterable[dict[str, Any]], *, feedback: Mapping[str, str] | None = None) -> str:
+    """A thread's items as the plain-text conversation of a transcript mail; `feedback` maps
+    an item's id to the kind of feedback the visitor gave it."""
+    return _conversation(_entries(items, feedback or {}))
 
 
 # Written for a lead field the visitor left empty: staff inbox filters match these header
@@ -343,10 +370,19 @@ def _text_body(lead: Lead, entries: list[Entry]) -> str:
 
 # Border colour of each entry in the HTML mail: visitor, assistant, everything else.
 _ENTRY_COLOURS = {"user_message": "#1a73e8", "assistant_message": "#188038"}
+# Colour of the visitor's feedback beside an entry: thumbs down stands out.
+_FEEDBACK_COLOURS: dict[str, str] = {FeedbackKind.NEGATIVE: "#c5221f", FeedbackKind.POSITIVE: "#188038"}
 
 
 def _html_text(text: str) -> str:
     return escape(text).replace("\n", "<br>\n")
+
+
+def _feedback_html(entry: Entry) -> str:
+    if not entry.feedback:
+        return ""
+    colour = _FEEDBACK_COLOURS.get(entry.feedback, "#5f6368")
+    return f' &middot; <strong style="color:{colour};">{escape(_feedback_said(entry))}</strong>'
 
 
 def _conversation_html(entries: list[Entry]) -> str:
@@ -359,14 +395,19 @@ def _conversation_html(entries: list[Entry]) -> str:
         '<div style="margin:0 0 12px;padding:8px 12px;background:#fafafa;'
         f'border-left:3px solid {_ENTRY_COLOURS.get(entry.kind, "#9aa0a6")};">'
         '<div style="font-size:12px;color:#5f6368;">'
-        f'<strong style="color:#1f1f1f;">{escape(entry.label)}</strong> &middot; {escape(entry.time)}</div>'
+        f'<strong style="color:#1f1f1f;">{escape(entry.label)}</strong> &middot; {escape(entry.time)}'
+        f"{_feedback_html(entry)}</div>"
         f"<div>{_html_text(entry.text)}</div></div>\n"
         for entry in entries
     )
 
 
-def transcript_render(*, lead: Lead, items: Iterable[dict[str, Any]]) -> RenderedTranscript:
-    entries = _entries(items)
+def transcript_render(
+    *, lead: Lead, items: Iterable[dict[str, Any]], feedback: Mapping[str, str] | None = None
+) -> RenderedTranscript:
+    """The mail for the thread's items; `feedback` maps an item's id to the kind of feedback
+    the visitor gave it."""
+    entries = _entries(items, feedback or {})
     subject = transcript_subject(lead)
     html = render_to_string(
         "chatkit_api/transcript_email.html",

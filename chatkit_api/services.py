@@ -260,9 +260,13 @@ def _transcript_fetch_and_render(transcript: Transcript) -> None:
 
     A thread that cannot be read is recorded on the row as the attempt's failure.
     """
+    # A managed widget sends its feedback to OpenAI, whose ChatKit API has no way to read it.
+    feedback = local_threads.thread_feedback(transcript.thread_id) if self_hosted() else {}
     try:
         rendered = transcript_render(
-            lead=_lead_of(transcript), items=_thread_source().thread_items(transcript.thread_id)
+            lead=_lead_of(transcript),
+            items=_thread_source().thread_items(transcript.thread_id),
+            feedback=feedback,
         )
     except ServiceError as exc:
         _transcript_record_failure(transcript, exc.message)

@@ -1,11 +1,12 @@
-"""The transcript admin in a real browser: headless Chromium (see tests/browser.py)."""
+"""The admin in a real browser: headless Chromium (see tests/browser.py)."""
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 
-from chatkit_api.models import Transcript, TranscriptStatus
+from chatkit_api.models import ChatKitThreadItem, Transcript, TranscriptStatus
 from tests.browser import needs_chromium, wait_for
+from tests.chatkit_protocol import ChatKitBrowser, done_items, thread_id_of
 
 pytestmark = [needs_chromium, pytest.mark.django_db(transaction=True)]
 
@@ -104,3 +105,52 @@ def test_the_transcript_list_fits_a_1400_pixel_window(live_server, browser, sett
     )
     viewport, page, box, table = widths
     assert page <= viewport and table <= box, f"page {page} in {viewport} px, table {table} in {box} px"
+
+
+def test_staff_find_the_threads_with_a_thumbs_down_and_the_answer_it_is_about(
+    live_server, browser, settings, django_user_model, self_hosted
+):
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    django_user_model.objects.create_superuser("staff", "staff@shop.example", PASSWORD)
+    visitor = ChatKitBrowser()
+    judged = thread_id_of(visitor.say("Front brakes squeal."))
+    [disliked] = [
+        item["id"]
+        for item in done_items(visitor.say("Pads or discs?", judged))
+        if item["type"] == "assistant_message"
+    ]
+    visitor.call("items.feedback", thread_id=judged, item_ids=[disliked], kind="negative")
+    liked = ChatKitBrowser()
+    liked_thread = thread_id_of(liked.say("Do you fit tyres?"))
+    [liked_answer] = ChatKitThreadItem.objects.filter(thread_id=liked_thread, type="assistant_message")
+    liked.call("items.feedback", thread_id=liked_thread, item_ids=[liked_answer.item_id], kind="positive")
+    thread_id_of(ChatKitBrowser().say("Do you do MOTs?"))
+
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys("staff")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(browser, expected_conditions.presence_of_element_located((By.LINK_TEXT, "ChatKit threads")))
+    browser.find_element(By.LINK_TEXT, "ChatKit threads").click()
+    wait_for(browser, expected_conditions.presence_of_element_located((By.ID, "result_list")))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 3
+
+    browser.find_element(By.LINK_TEXT, "With thumbs down").click()
+    wait_for(browser, expected_conditions.url_contains("feedback=negative"))
+
+    [row] = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert "Front brakes squeal." in row.text
+    assert "Thumbs down" in row.text
+    # The row's link is its first column, the thread's start.
+    row.find_element(By.CSS_SELECTOR, "th a").click()
+    wait_for(browser, expected_conditions.url_contains("/change/"))
+    conversation = browser.find_element(By.CSS_SELECTOR, "pre").text
+    assert "Assistant: You said: Front brakes squeal.\n\n" in conversation
+    assert "Assistant: You said: Pads or discs?\nVisitor feedback: Thumbs down" in conversation
+    [item_row] = [
+        row
+        for row in browser.find_elements(By.CSS_SELECTOR, ".inline-group tbody tr")
+        if disliked in row.text
+    ]
+    assert "Thumbs down (" in item_row.text

@@ -1,4 +1,4 @@
-"""Thumbs up and down on answers (`items.feedback`): kept per item and visitor."""
+"""Thumbs up and down on answers (`items.feedback`): kept per item and visitor, shown to staff."""
 
 import json
 
@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from chatkit_api.models import ChatKitFeedback, ChatKitThread, ChatKitThreadItem
 from tests.chatkit_protocol import CHATKIT_URL, ChatKitBrowser, done_items, thread_id_of
+from tests.conftest import STAFF
 from tests.fake_model import CallTool, Say
 
 pytestmark = pytest.mark.django_db
@@ -158,3 +159,33 @@ def test_a_retried_answer_takes_its_feedback_with_it(self_hosted):
 
     assert not ChatKitFeedback.objects.exists()
 
+
+def test_the_transcript_mail_shows_feedback_beside_the_answer(self_hosted, ses):
+    browser = ChatKitBrowser()
+    thread_id, liked = new_thread(browser, "Do you fit tyres?")
+    self_hosted.script.append(Say("We <b>do</b> not."))
+    disliked = answer_id(browser.say("Alignment too?", thread_id))
+    browser.call("items.feedback", thread_id=thread_id, item_ids=[liked], kind="positive")
+    browser.call("items.feedback", thread_id=thread_id, item_ids=[disliked], kind="negative")
+
+    browser.stream(
+        "threads.custom_action",
+        thread_id=thread_id,
+        action={"type": "send_recap", "payload": {"name": "Zoë"}},
+    )
+
+    [mail] = ses.sent()
+    assert mail.destinations == [STAFF]
+    blocks = [block.split("] ", 1)[1] for block in mail.text.split("\n---\n\n", 1)[1].strip().split("\n\n")]
+    assert blocks == [
+        "User: Do you fit tyres?",
+        "Assistant: You said: Do you fit tyres?\nVisitor feedback: Thumbs up",
+        "User: Alignment too?",
+        "Assistant: We <b>do</b> not.\nVisitor feedback: Thumbs down",
+    ]
+    html = mail.html
+    assert html.count("Visitor feedback: Thumbs up") == 1
+    assert html.count("Visitor feedback: Thumbs down") == 1
+    # Beside the answer it is about: in that answer's heading, before the answer's text.
+    down = html.index("Visitor feedback: Thumbs down")
+    assert html.index("Alignment too?") < down < html.index("We &lt;b&gt;do&lt;/b&gt; not.")

@@ -151,6 +151,7 @@ def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url
         # Off: this server takes no files.
         "composer: { attachments: { enabled: false } },",
         "history: { enabled: true },",
+        "threadItemActions: { feedback: true },",
         'chatkit.sendCustomAction({ type: "send_recap", payload: { ...details, pageUrl: location.href } });',
         'chatkit.addEventListener("chatkit.effect", (event) => {',
         'if (event.detail.name === "recap_sent") {',

@@ -166,6 +166,7 @@
         },
         composer: { attachments: { enabled: config.attachments } },
         history: { enabled: true },
+        threadItemActions: { feedback: true },
       });
     } else {
       chatkit.setOptions({ api: { getClientSecret } });
