@@ -1,8 +1,11 @@
 """Thumbs up and down on answers (`items.feedback`): kept per item and visitor, shown to staff."""
 
 import json
+from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from chatkit_api.models import ChatKitFeedback, ChatKitThread, ChatKitThreadItem
@@ -189,3 +192,15 @@ def test_the_transcript_mail_shows_feedback_beside_the_answer(self_hosted, ses):
     # Beside the answer it is about: in that answer's heading, before the answer's text.
     down = html.index("Visitor feedback: Thumbs down")
     assert html.index("Alignment too?") < down < html.index("We &lt;b&gt;do&lt;/b&gt; not.")
+
+
+def test_purging_an_idle_thread_deletes_its_feedback(self_hosted, settings):
+    browser = ChatKitBrowser()
+    thread_id, answer = new_thread(browser, "hello")
+    browser.call("items.feedback", thread_id=thread_id, item_ids=[answer], kind="negative")
+    ChatKitThread.objects.filter(pk=thread_id).update(updated_at=timezone.now() - timedelta(days=400))
+
+    call_command("purge_threads", "--older-than", "365", stdout=StringIO())
+
+    assert not ChatKitThread.objects.exists()
+    assert not ChatKitFeedback.objects.exists()
