@@ -8,7 +8,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 # manage.py reads .env itself (copy .env.example to start); Make does not, so that the
 # tests never see it.
-.PHONY: install lock lock-check run serve migrate superuser test test-postgres lint lambda-zip lambda-zip-arm64 sam-check lambda-check bench bench-quick format ci clean
+.PHONY: install lock lock-check run serve migrate superuser test test-postgres lint lambda-zip lambda-zip-arm64 sam-check lambda-check bench bench-quick format ci clean FORCE
 
 # Exactly the packages and files of requirements-dev.lock (see scripts/lock).
 install: $(VENV)/.installed
@@ -64,13 +64,31 @@ lint: install
 
 # The Lambda artefact: dist/chatkit-lambda.zip, the same content as the Dockerfile's image.
 # `make lambda-zip LAMBDA_ARCHITECTURE=arm64` builds it for Graviton (Architecture=arm64).
-lambda-zip: install
-	scripts/build-lambda-zip
+# Built again only when what goes into it changed (its sources, the lock file, the target
+# Python or architecture), so that the checks and the benchmark share one build.
+LAMBDA_ARCHITECTURE ?= x86_64
+LAMBDA_PYTHON_VERSION ?= 3.12
+LAMBDA_INPUTS := requirements.lock manage.py scripts/build-lambda-zip scripts/prune-lambda-package \
+	scripts/serve scripts/lambda_python.py build/lambda-target \
+	$(shell find chatkit_site chatkit_api -not -name "*.pyc" -not -name __pycache__)
+
+lambda-zip: dist/chatkit-lambda.zip
+
+dist/chatkit-lambda.zip: $(LAMBDA_INPUTS) | $(VENV)/.installed
+	LAMBDA_ARCHITECTURE=$(LAMBDA_ARCHITECTURE) LAMBDA_PYTHON_VERSION=$(LAMBDA_PYTHON_VERSION) \
+		scripts/build-lambda-zip $@
+
+# Rewritten only when the target changes, which then rebuilds the zip.
+build/lambda-target: FORCE
+	@mkdir -p build
+	@echo "$(LAMBDA_PYTHON_VERSION) $(LAMBDA_ARCHITECTURE)" | cmp -s - $@ \
+		|| echo "$(LAMBDA_PYTHON_VERSION) $(LAMBDA_ARCHITECTURE)" > $@
 
 # The package for arm64 beside the x86_64 one; it cannot run here, so its native libraries
 # are checked to be aarch64 instead.
 lambda-zip-arm64: install
-	LAMBDA_ARCHITECTURE=arm64 scripts/build-lambda-zip dist/chatkit-lambda-arm64.zip
+	LAMBDA_ARCHITECTURE=arm64 LAMBDA_PYTHON_VERSION=$(LAMBDA_PYTHON_VERSION) \
+		scripts/build-lambda-zip dist/chatkit-lambda-arm64.zip
 	$(BIN)/python scripts/check_lambda_architecture.py dist/chatkit-lambda-arm64.zip arm64
 
 # The AWS SAM CLI in its own environment (requirements-sam.lock).
