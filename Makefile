@@ -45,9 +45,10 @@ migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
 # Asks at a terminal; elsewhere (a script, CI) takes DJANGO_SUPERUSER_USERNAME, _EMAIL and
-# _PASSWORD from the environment or .env.
+# _PASSWORD from the environment or .env, and makes an existing user a superuser with that
+# password (ensure_superuser), so that it can run again.
 superuser: install
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py createsuperuser $$([ -t 0 ] || echo --noinput)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py $$([ -t 0 ] && echo createsuperuser || echo ensure_superuser)
 
 # A worker per core, each with its own test database and fake servers.
 test: install

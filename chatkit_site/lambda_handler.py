@@ -1,16 +1,16 @@
 """AWS Lambda entry point: `chatkit_site.lambda_handler.handler`.
 
 HTTP events of every kind (API Gateway REST and HTTP APIs, Function URLs, ALB) go to Django
-through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs a
-management command, SNS records (SES delivery notifications) are recorded on their
-transcripts, an EventBridge schedule runs the retention purges (transcripts, then self-hosted
-threads), and `{"metrics": "transcripts"}` writes the transcript backlog as CloudWatch
-metrics. Anything else is logged and answered with a clear error.
+through apig-wsgi. Other events are handled here: `{"manage": "migrate --noinput"}` runs one
+of the management commands MANAGE_COMMANDS allows, SNS records (SES delivery notifications)
+are recorded on their transcripts, an EventBridge schedule runs the retention purges
+(transcripts, then self-hosted threads), `{"metrics": "transcripts"}` writes the transcript
+backlog as CloudWatch metrics, and CloudFormation's requests run the deploy's migrations
+(chatkit_site.deploy_migrations). Anything else is logged and answered with a clear error.
 """
 
 import importlib
 import itertools
-import json
 import logging
 import shlex
 import time
@@ -26,6 +26,8 @@ from chatkit_site.wsgi import application  # isort: skip
 
 # Registers the SnapStart hooks; harmless where SnapStart is off.
 import chatkit_site.snapstart  # noqa: F401
+from chatkit_site.deploy_migrations import custom_resource_handle, is_custom_resource_event
+from chatkit_site.logs import invocation
 
 if settings.CHATKIT_MODE == "self_hosted":
     # The ChatKit and Agents SDKs take about a second to import; load them while Lambda sets
@@ -139,18 +141,39 @@ def _handle_http(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # for one keeps every Set-Cookie header instead of only the last.
         event = {**event, "multiValueHeaders": {k: [v] for k, v in (event.get("headers") or {}).items()}}
     response = _http_handler(event, context)
+    method = event.get("httpMethod") or event["requestContext"]["http"]["method"]
+    path = event.get("rawPath") or event.get("path")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    # As JSON (LOG_FORMAT), the fields are the line's own, beside its aws_request_id.
     request_logger.info(
-        json.dumps(
-            {
-                "request_id": getattr(context, "aws_request_id", None),
-                "method": event.get("httpMethod") or event["requestContext"]["http"]["method"],
-                "path": event.get("rawPath") or event.get("path"),
-                "status": response["statusCode"],
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            }
-        )
+        "%s %s %s %s ms",
+        method,
+        path,
+        response["statusCode"],
+        duration_ms,
+        extra={"method": method, "path": path, "status": response["statusCode"], "duration_ms": duration_ms},
     )
     return response
+
+
+# The management commands a `manage` event may run, one per line: adding one is adding its
+# name here (and to the list in docs/aws.md, which a test compares with this). Whoever may
+# invoke the function may run these, with any arguments; what is not here is refused, among
+# others `shell` (any code), `diffsettings` (it prints the secrets) and `dumpdata` (every
+# transcript).
+MANAGE_COMMANDS = frozenset(
+    {
+        "admin_sign_in_unlock",
+        "check",
+        "ensure_superuser",
+        "import_managed_threads",
+        "migrate",
+        "purge_threads",
+        "purge_transcripts",
+        "resend_transcript",
+        "showmigrations",
+    }
+)
 
 
 class ManagementCommandFailed(Exception):
@@ -163,16 +186,56 @@ class ManagementCommandFailed(Exception):
         super().__init__(f"manage {command} exited {exit_code}: {said}")
 
 
-def _handle_manage(command: str | list[str]) -> dict[str, Any]:
+class MalformedManageEvent(ValueError):
+    """A `manage` event whose value is not a command line: nothing runs, and the invoker reads
+    what was expected."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f'{problem}. "manage" takes a command line ("migrate --noinput") or a list of '
+            'strings (["migrate", "--noinput"]).'
+        )
+
+
+class ManageCommandNotAllowed(Exception):
+    """A `manage` event naming a command that is not in MANAGE_COMMANDS: nothing runs."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"manage {command} is not allowed: a manage event may run "
+            f"{', '.join(sorted(MANAGE_COMMANDS))} (MANAGE_COMMANDS in chatkit_site/lambda_handler.py)."
+        )
+
+
+def _manage_arguments(value: Any) -> list[str]:
+    """The command line a `manage` event gives, split into arguments; MalformedManageEvent or
+    ManageCommandNotAllowed when it cannot run."""
+    if isinstance(value, str):
+        try:
+            args = shlex.split(value)
+        except ValueError as exc:
+            raise MalformedManageEvent(
+                f"The command line could not be split into arguments ({exc})"
+            ) from None
+    elif isinstance(value, list) and all(isinstance(arg, str) for arg in value):
+        args = list(value)
+    else:
+        raise MalformedManageEvent(f"A value of type {type(value).__name__} is not a command line")
+    if not args or not args[0].strip():
+        raise MalformedManageEvent("No command given")
+    if args[0] not in MANAGE_COMMANDS:
+        raise ManageCommandNotAllowed(args[0])
+    return args
+
+
+def _handle_manage(command: Any) -> dict[str, Any]:
     """Run a management command, e.g. `{"manage": "migrate --noinput"}`, without the request
     time budget's statement timeout; ManagementCommandFailed if it fails."""
     from django.core.management import call_command
 
     from chatkit_api.time_budget import statements_unbounded
 
-    args = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
-    if not args:
-        raise ManagementCommandFailed("", 2, "", "No command given.")
+    args = _manage_arguments(command)
     stdout, stderr = StringIO(), StringIO()
     try:
         with statements_unbounded():
@@ -180,8 +243,8 @@ def _handle_manage(command: str | list[str]) -> dict[str, Any]:
         exit_code = 0
     except SystemExit as exc:
         exit_code = exc.code if isinstance(exc.code, int) else 1
-    # A command's failure (unknown command, bad arguments, its own errors) is reported with
-    # what the command wrote, as the invocation's error.
+    # A command's failure (bad arguments, its own errors) is reported with what the command
+    # wrote, as the invocation's error.
     except Exception as exc:
         exit_code = getattr(exc, "returncode", 1)
         stderr.write(f"{type(exc).__name__}: {exc}\n")
@@ -226,11 +289,20 @@ def _handle_scheduled_purge() -> dict[str, Any]:
 
 
 def handler(event: Any, context: Any) -> Any:
+    with invocation(context):
+        return _handle(event, context)
+
+
+def _handle(event: Any, context: Any) -> Any:
     if isinstance(event, dict):
         if _is_http_event(event):
             return _handle_http(event, context)
         if "manage" in event:
             return _handle_manage(event["manage"])
+        if is_custom_resource_event(event):
+            return custom_resource_handle(
+                event=event, context=context, migrate=lambda: _handle_manage(["migrate", "--noinput"])
+            )
         if _is_sns_event(event):
             # Imported here: models can only be imported once the WSGI import set Django up.
             from chatkit_api.delivery import sns_lambda_event_handle
@@ -248,6 +320,7 @@ def handler(event: Any, context: Any) -> Any:
         "ok": False,
         "error": (
             "Unsupported event. Expected an HTTP event (API Gateway, Function URL, ALB), "
-            'an SNS notification, a scheduled event, {"manage": "<command>"} or {"metrics": "transcripts"}.'
+            "an SNS notification, a scheduled event, a CloudFormation custom resource request, "
+            '{"manage": "<command>"} or {"metrics": "transcripts"}.'
         ),
     }

@@ -229,6 +229,12 @@ CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-ke
 # So that the widget's code can read when to try again after a 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
 
+# `json`: one JSON object per line, with the Lambda request id (chatkit_site.logs), which is
+# what CloudWatch needs; `text`: the message alone, readable at a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if RUNNING_ON_LAMBDA else "text").lower()
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -237,7 +243,14 @@ LOGGING = {
         "redact_secrets": {"()": "chatkit_api.redaction.RedactSecretsFilter"},
         "ended_iterator_tasks": {"()": "chatkit_api.log_filters.EndedIteratorTaskFilter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
+    "formatters": {
+        "json": {"()": "chatkit_site.logs.JsonFormatter"},
+        "text": {"format": "%(message)s"},
+    },
+    # Replaces whatever the Lambda runtime set up on the root logger.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"], "formatter": LOG_FORMAT}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # The HTTP client under the openai SDK logs every request at INFO: one line per page

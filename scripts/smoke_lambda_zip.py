@@ -27,7 +27,12 @@ sys.path.insert(0, str(REPO))
 
 from scripts.lambda_python import lambda_python_command  # noqa: E402
 from tests.fake_chatkit import API_KEY, FakeChatKit  # noqa: E402
-from tests.lambda_events import body_of, http_api_v2_event  # noqa: E402
+from tests.lambda_events import (  # noqa: E402
+    body_of,
+    cloudformation_custom_resource_event,
+    http_api_v2_event,
+)
+from tests.loopback import RecordingServer, recording_server  # noqa: E402
 
 SWAGGER_UI = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 
@@ -42,13 +47,21 @@ sys.path.insert(0, ".")
 started = time.perf_counter()
 handler = importlib.import_module("chatkit_site.lambda_handler").handler
 import_seconds = time.perf_counter() - started
-def invoke(event):
+class Context:
+    # The attributes of the runtime's context object the handler reads.
+    log_stream_name = "2026/11/27/[$LATEST]smoke"
+    def __init__(self, number):
+        self.aws_request_id = f"smoke-request-{number}"
+        self._deadline = time.monotonic() + 900
+    def get_remaining_time_in_millis(self):
+        return int((self._deadline - time.monotonic()) * 1000)
+def invoke(number, event):
     try:
-        return handler(event, None)
+        return handler(event, Context(number))
     except Exception as exc:
         # What the Lambda runtime reports for a function error.
         return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-results = [invoke(event) for event in json.load(sys.stdin)]
+results = [invoke(number, event) for number, event in enumerate(json.load(sys.stdin))]
 openai_module = sys.modules["openai"]
 print(json.dumps({
     "import_seconds": import_seconds,
@@ -181,7 +194,7 @@ def check(condition: bool, message: str) -> None:
     print(f"ok: {message}")
 
 
-def main() -> None:
+def smoke_test(cloudformation: RecordingServer) -> None:
     archive = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "dist" / "chatkit-lambda.zip")
     fake = FakeChatKit()
     fake.start()
@@ -204,8 +217,12 @@ def main() -> None:
         )
         make_read_only(task_root)
         events = [
+            # The deploy's migrations, on the empty database, as CloudFormation asks for them.
+            cloudformation_custom_resource_event(request_type="Create", response_url=cloudformation.url),
             {"manage": "migrate --noinput"},
             {"manage": "resend_transcript 424242"},
+            {"manage": "shell -c 'print(1)'"},
+            {"manage": 42},
             {"metrics": "transcripts"},
             http_api_v2_event(body={"locale": "en", "pageUrl": "https://shop.example/"}),
             http_api_v2_event(method="GET", path="/static/admin/img/icon-yes.svg"),
@@ -240,11 +257,34 @@ def main() -> None:
         if run.returncode != 0:
             sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
         report = json.loads(run.stdout.strip().splitlines()[-1])
-        results = report["results"]
-        migrate, failing, metrics, session, static, transcript, missing, schema, swagger_ui = results
+        (
+            deploy,
+            migrate,
+            failing,
+            refused,
+            malformed,
+            metrics,
+            session,
+            static,
+            transcript,
+            missing,
+            schema,
+            swagger_ui,
+        ) = report["results"]
 
+        answers = [json.loads(request.body) for request in cloudformation.requests]
+        check(
+            deploy.get("Status") == "SUCCESS"
+            and [answer["Status"] for answer in answers] == ["SUCCESS"]
+            and "Applying chatkit_api.0001_initial... OK" in answers[0]["Reason"],
+            "the deploy's migrations migrate and answer CloudFormation SUCCESS "
+            f"(returned {deploy.get('Status', deploy)}, answered {[answer['Status'] for answer in answers]})",
+        )
         said = migrate.get("errors", migrate.get("errorMessage", "")).strip()
-        check(migrate.get("exit_code") == 0, f"migrate event exits 0 ({said or 'no errors'})")
+        check(
+            migrate.get("exit_code") == 0 and "No migrations to apply" in migrate["output"],
+            f"migrate event exits 0, with nothing left to apply ({said or 'no errors'})",
+        )
         check(
             failing.get("errorType") == "ManagementCommandFailed" and "424242" in failing["errorMessage"],
             f"a manage event whose command fails fails the invocation (got {failing})",
@@ -253,6 +293,29 @@ def main() -> None:
         check(
             metrics == {"TranscriptsFailed": 0, "TranscriptsStuck": 0} and len(emf) == 1,
             f"the metrics event writes the transcript backlog as one EMF line ({metrics}, {len(emf)} lines)",
+        )
+        check(
+            refused.get("errorType") == "ManageCommandNotAllowed"
+            and "manage shell is not allowed" in refused["errorMessage"],
+            f"a manage event naming a command not on the list is refused (got {refused})",
+        )
+        check(
+            malformed.get("errorType") == "MalformedManageEvent",
+            f"a manage event that is not a command line is refused (got {malformed})",
+        )
+        log_lines = run.stderr.splitlines()
+        records = [json.loads(line) for line in log_lines if line.startswith("{")]
+        check(
+            bool(records) and len(records) == len(log_lines) and all("aws_request_id" in r for r in records),
+            f"every log line is JSON with the invocation's request id ({len(records)} of {len(log_lines)})",
+        )
+        check(
+            any(
+                r["aws_request_id"] == "smoke-request-2"
+                and r["message"].startswith("manage resend_transcript")
+                for r in records
+            ),
+            "the failing command's log line carries its invocation's request id",
         )
         check(session["statusCode"] == 200, f"session call answers 200 (got {session['statusCode']})")
         check("client_secret" in json.loads(session["body"]), "session reply carries a client_secret")
@@ -299,6 +362,12 @@ def main() -> None:
         for path in [task_root, *task_root.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
         shutil.rmtree(task_root)
+
+
+def main() -> None:
+    # Stands in for the pre-signed S3 URL CloudFormation waits on for the deploy's answer.
+    with recording_server() as cloudformation:
+        smoke_test(cloudformation)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 import base64
 import json
+import time
 from typing import Any
 
 
@@ -235,3 +236,74 @@ def scheduled_event(*, time: str = "2026-11-25T03:17:00Z") -> dict[str, Any]:
         "resources": ["arn:aws:events:eu-west-1:123456789012:rule/chatkit-purge"],
         "detail": {},
     }
+
+
+STACK_ID = "arn:aws:cloudformation:eu-west-1:123456789012:stack/chatkit/5b3b7d80-ac5e-11f0-8f8a-0a1b2c3d4e5f"
+MIGRATIONS_FUNCTION = (
+    "arn:aws:lambda:eu-west-1:123456789012:function:chatkit-DatabaseMigrationsFunction-Xy12Ab34Cd56"
+)
+
+
+def cloudformation_custom_resource_event(
+    *,
+    request_type: str,
+    response_url: str,
+    function_version: str = "7",
+    old_function_version: str = "6",
+    physical_resource_id: str = "DatabaseMigrations",
+) -> dict[str, Any]:
+    """A request CloudFormation sends to the Lambda function behind a custom resource
+    (template.yaml's DatabaseMigrations): Create, Update (with the properties before) or
+    Delete (with the ones the resource had)."""
+
+    def properties(version: str) -> dict[str, Any]:
+        return {
+            "ServiceToken": f"{MIGRATIONS_FUNCTION}:deploy",
+            "ServiceTimeout": "960",
+            "FunctionVersion": f"{MIGRATIONS_FUNCTION}:{version}",
+        }
+
+    event: dict[str, Any] = {
+        "RequestType": request_type,
+        "ServiceToken": f"{MIGRATIONS_FUNCTION}:deploy",
+        "ResponseURL": f"{response_url}/arn%3Aaws%3Acloudformation%3Aeu-west-1%3A123456789012%3Astack/"
+        "chatkit/5b3b7d80-ac5e-11f0-8f8a-0a1b2c3d4e5f%7CDatabaseMigrations%7C0f6e1b9c"
+        "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261127T171500Z&X-Amz-SignedHeaders=host"
+        "&X-Amz-Expires=7200&X-Amz-Signature=3f1e",
+        "StackId": STACK_ID,
+        "RequestId": "0f6e1b9c-2d4a-4f7e-9b1a-6c3d2e1f0a9b",
+        "LogicalResourceId": "DatabaseMigrations",
+        "ResourceType": "Custom::DatabaseMigrations",
+        "ResourceProperties": properties(function_version),
+    }
+    if request_type != "Create":
+        event["PhysicalResourceId"] = physical_resource_id
+    if request_type == "Update":
+        event["OldResourceProperties"] = properties(old_function_version)
+    return event
+
+
+class LambdaContext:
+    """The context object the Lambda runtime passes the handler, with the attributes it has."""
+
+    def __init__(
+        self,
+        *,
+        aws_request_id: str = "8f5b3c4e-1b2a-4c3d-9e8f-0a1b2c3d4e5f",
+        function_name: str = "chatkit-ChatKitFunction-Ab12Cd34Ef56",
+        function_version: str = "$LATEST",
+        timeout_seconds: float = 29,
+    ) -> None:
+        self.aws_request_id = aws_request_id
+        self.function_name = function_name
+        self.function_version = function_version
+        self.invoked_function_arn = f"arn:aws:lambda:eu-west-1:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = "512"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "2026/11/27/[$LATEST]2f1c7a9b3e5d4c6f8a0b1c2d3e4f5a6b"
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

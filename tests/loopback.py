@@ -1,12 +1,14 @@
-"""ASGI applications served by a real uvicorn on a free loopback port, in a thread, and a
-loopback server that never answers."""
+"""ASGI applications served by a real uvicorn on a free loopback port, in a thread, a
+loopback server that never answers, and one that records what it is sent."""
 
 import asyncio
+import http.server
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -20,7 +22,7 @@ def free_port() -> int:
 
 @contextmanager
 def served_on_loopback(
-    application: Any, before_stop: Callable[[], Awaitable[None]] | None = None
+    application: Any, before_stop: Callable[[], Coroutine[Any, Any, None]] | None = None
 ) -> Iterator[int]:
     """uvicorn serving `application` until the block ends; the port. `before_stop` runs on the
     server's event loop before it stops (to close what the application keeps open on it)."""
@@ -74,3 +76,59 @@ def blackhole() -> Iterator[int]:
         listener.close()
         for connection in held:
             connection.close()
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RecordingServer:
+    """What `recording_server` received, in order (header names in lower case); `status` is
+    what it answers."""
+
+    url: str
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    status: int = 200
+
+
+@contextmanager
+def recording_server() -> Iterator[RecordingServer]:
+    """An HTTP server on a free loopback port that records every request and answers each with
+    the recorder's status and an empty body, as S3 answers a PUT to a pre-signed URL."""
+    recorder = RecordingServer(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            recorder.requests.append(
+                ReceivedRequest(
+                    self.command,
+                    self.path,
+                    {name.lower(): value for name, value in self.headers.items()},
+                    self.rfile.read(length),
+                )
+            )
+            self.send_response(recorder.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PUT = do_POST = do_GET = _record  # noqa: N815 (http.server's names)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Silent: the test reads what was received."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

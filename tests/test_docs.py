@@ -39,7 +39,7 @@ PROJECT_PREFIXES = (
 # Read by something else than the settings, each on purpose.
 READ_ELSEWHERE = {
     "DJANGO_SETTINGS_MODULE",  # Django itself
-    "DJANGO_SUPERUSER_USERNAME",  # createsuperuser --noinput
+    "DJANGO_SUPERUSER_USERNAME",  # createsuperuser --noinput, ensure_superuser
     "DJANGO_SUPERUSER_EMAIL",
     "DJANGO_SUPERUSER_PASSWORD",
 }
@@ -90,3 +90,13 @@ def test_every_command_and_target_a_document_shows_exists(document):
 
     assert commands - set(get_commands()) == set()
     assert make_targets - targets == set()
+
+
+def test_the_commands_a_manage_event_may_run_are_the_ones_the_handler_allows():
+    from chatkit_site.lambda_handler import MANAGE_COMMANDS
+
+    text = (REPO / "docs" / "aws.md").read_text()
+    section = text.split("## Commands a manage event may run", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE))
+
+    assert documented == MANAGE_COMMANDS

@@ -10,13 +10,21 @@ from pathlib import Path
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.management import call_command
+from django.core.management import call_command, get_commands
 from django.utils import timezone
 
 from chatkit_api.models import Transcript
-from chatkit_site.lambda_handler import ManagementCommandFailed, handler, make_http_handler
+from chatkit_site.lambda_handler import (
+    MANAGE_COMMANDS,
+    MalformedManageEvent,
+    ManageCommandNotAllowed,
+    ManagementCommandFailed,
+    handler,
+    make_http_handler,
+)
 from tests.fake_chatkit import API_KEY
 from tests.lambda_events import (
+    LambdaContext,
     alb_event,
     body_of,
     function_url_event,
@@ -24,6 +32,7 @@ from tests.lambda_events import (
     rest_api_v1_event,
     scheduled_event,
 )
+from tests.loopback import recording_server
 
 pytestmark = pytest.mark.django_db
 
@@ -289,21 +298,106 @@ def test_alb_client_ip_is_the_address_the_load_balancer_appended():
 # --- logs ---------------------------------------------------------------------------
 
 
-class FakeContext:
-    aws_request_id = "8f5b3c4e-1b2a-4c3d-9e8f-0a1b2c3d4e5f"
-
-
-def test_one_json_log_line_per_request(fake_chatkit, caplog):
+def test_one_log_line_per_request(fake_chatkit, caplog):
     with caplog.at_level(logging.INFO, logger="chatkit_site.requests"):
-        handler(http_api_v2_event(path="/api/chatkit/session"), FakeContext())
+        handler(http_api_v2_event(path="/api/chatkit/session"), LambdaContext())
 
     [record] = [r for r in caplog.records if r.name == "chatkit_site.requests"]
-    line = json.loads(record.getMessage())
-    assert line["request_id"] == FakeContext.aws_request_id
-    assert line["method"] == "POST"
-    assert line["path"] == "/api/chatkit/session"
-    assert line["status"] == 200
-    assert line["duration_ms"] > 0
+    assert record.getMessage().startswith("POST /api/chatkit/session 200 ")
+    assert (record.method, record.path, record.status) == ("POST", "/api/chatkit/session", 200)
+    assert record.duration_ms > 0
+
+
+# Each line the function writes is one CloudWatch event: as JSON, one line per record, with the
+# invocation's request id, whatever the record holds.
+JSON_LOGS = """
+import json, sys
+from chatkit_site.lambda_handler import handler
+from django.db import DatabaseError
+from django.db.models.signals import pre_migrate
+from tests.lambda_events import LambdaContext, cloudformation_custom_resource_event, http_api_v2_event
+
+def refuse(app_config, **kwargs):
+    if app_config.label == "chatkit_api":
+        raise DatabaseError("password authentication failed near " + sys.argv[2])
+
+pre_migrate.connect(refuse)
+handler(http_api_v2_event(), LambdaContext(aws_request_id="request-http"))
+try:
+    handler({"manage": "resend_transcript 424242"}, LambdaContext(aws_request_id="request-manage"))
+except Exception:
+    pass
+try:
+    event = cloudformation_custom_resource_event(request_type="Update", response_url=sys.argv[1])
+    handler(event, LambdaContext(aws_request_id="request-deploy", timeout_seconds=900))
+except Exception:
+    pass
+handler(["not", "an", "event"], LambdaContext(aws_request_id="request-unknown"))
+"""
+
+
+def _log_lines(fake_chatkit, tmp_path, response_url, extra_environment):
+    result = subprocess.run(
+        [sys.executable, "-c", JSON_LOGS, response_url, API_KEY],
+        cwd=REPO,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SECRET_KEY": "x" * 50,
+            "AWS_LAMBDA_FUNCTION_NAME": "chatkit-ChatKitFunction-Ab12Cd34Ef56",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": fake_chatkit.base_url,
+            "CHATKIT_WORKFLOW_ID": "wf_test",
+            "RATE_LIMIT_SESSIONS_PER_IP": "off",
+            **extra_environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr.splitlines()
+
+
+def test_on_lambda_every_line_is_json_with_the_invocations_request_id(fake_chatkit, tmp_path):
+    with recording_server() as cloudformation:
+        lines = _log_lines(fake_chatkit, tmp_path, cloudformation.url, {})
+
+    records = [json.loads(line) for line in lines]
+    assert all(
+        set(record) >= {"timestamp", "level", "logger", "message", "aws_request_id"} for record in records
+    )
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", r["timestamp"]) for r in records)
+    by_request = {
+        request: [record for record in records if record["aws_request_id"] == request]
+        for request in ("request-http", "request-manage", "request-deploy", "request-unknown")
+    }
+    [session] = [r for r in by_request["request-http"] if r["logger"] == "chatkit_site.requests"]
+    assert (session["level"], session["method"], session["path"], session["status"]) == (
+        "INFO",
+        "POST",
+        "/api/chatkit/session",
+        200,
+    )
+    assert session["message"].startswith("POST /api/chatkit/session 200 ")
+    assert [r["message"] for r in by_request["request-manage"]] == ["manage resend_transcript exited 1"]
+    assert by_request["request-unknown"][0]["level"] == "ERROR"
+    # The traceback is one line's field, with the secret the error quoted redacted.
+    [failure] = [r for r in by_request["request-deploy"] if r["level"] == "ERROR"]
+    assert failure["message"] == "The deploy's migrations failed"
+    assert failure["exception"].startswith("Traceback (most recent call last):\n")
+    assert "ManagementCommandFailed: manage migrate exited 1: DatabaseError" in failure["exception"]
+    assert API_KEY not in "\n".join(lines)
+    assert "near [redacted]" in failure["exception"]
+
+
+def test_text_logs_when_asked_for(fake_chatkit, tmp_path):
+    with recording_server() as cloudformation:
+        lines = _log_lines(fake_chatkit, tmp_path, cloudformation.url, {"LOG_FORMAT": "text"})
+
+    assert lines[0].startswith("POST /api/chatkit/session 200 ")
+    assert "Traceback (most recent call last):" in lines
+    assert API_KEY not in "\n".join(lines)
 
 
 # --- non-HTTP events ----------------------------------------------------------------
@@ -327,11 +421,6 @@ def test_manage_event_runs_migrate():
 # asynchronous one, and the invoker reads the command's words in the error message.
 
 
-def test_manage_event_with_an_unknown_command_fails_the_invocation():
-    with pytest.raises(ManagementCommandFailed, match=r"manage no_such_command exited 1: .*Unknown command"):
-        handler({"manage": "no_such_command"}, None)
-
-
 def test_manage_event_with_bad_arguments_fails_the_invocation():
     with pytest.raises(ManagementCommandFailed, match="no-such-option"):
         handler({"manage": "migrate --no-such-option"}, None)
@@ -342,9 +431,56 @@ def test_manage_event_whose_command_fails_fails_the_invocation():
         handler({"manage": ["resend_transcript", "424242"]}, None)
 
 
-def test_empty_manage_event_is_an_error():
-    with pytest.raises(ManagementCommandFailed, match="No command given"):
-        handler({"manage": ""}, None)
+# Only the commands MANAGE_COMMANDS names run: whoever may invoke the function must not get a
+# shell, the settings' secrets or a dump of every transcript from it.
+
+
+@pytest.mark.parametrize(
+    "manage",
+    [
+        "shell -c 'import os; os.remove(\"/tmp/x\")'",
+        ["shell"],
+        "diffsettings --all",
+        ["dumpdata", "chatkit_api"],
+        "flush --noinput",
+        "no_such_command",
+    ],
+)
+def test_manage_event_naming_a_command_not_on_the_list_is_refused(manage):
+    Transcript.objects.create(thread_id="cthr_kept", requested_by="server")
+
+    with pytest.raises(ManageCommandNotAllowed) as refused:
+        handler({"manage": manage}, None)
+
+    assert str(refused.value).startswith("manage ")
+    assert " is not allowed: a manage event may run admin_sign_in_unlock, check, " in str(refused.value)
+    assert Transcript.objects.filter(thread_id="cthr_kept").exists()
+
+
+def test_every_command_on_the_list_exists():
+    assert set(get_commands()) >= MANAGE_COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("manage", "problem"),
+    [
+        ("", "No command given"),
+        ("   ", "No command given"),
+        ([], "No command given"),
+        ([""], "No command given"),
+        ("migrate 'unclosed", "could not be split into arguments (No closing quotation)"),
+        (["migrate", 3], "A value of type list is not a command line"),
+        ({"command": "migrate"}, "A value of type dict is not a command line"),
+        (42, "A value of type int is not a command line"),
+        (None, "A value of type NoneType is not a command line"),
+    ],
+)
+def test_malformed_manage_event_is_a_clear_error(manage, problem):
+    with pytest.raises(MalformedManageEvent) as malformed:
+        handler({"manage": manage}, None)
+
+    assert problem in str(malformed.value)
+    assert '"manage" takes a command line ("migrate --noinput")' in str(malformed.value)
 
 
 @pytest.mark.parametrize("event", [{"detail-type": "Something"}, {}, [], None, "text", {"Records": []}])
