@@ -12,7 +12,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -343,6 +344,30 @@ class VisitorFeedbackFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _file_link(attachment: ChatKitAttachment) -> str:
+    if not attachment.file:
+        return "The file stayed with OpenAI (imported from managed ChatKit)."
+    url = reverse("admin:chatkit_api_chatkitattachment_file", args=[attachment.pk])
+    return format_html('<a href="{}" target="_blank" rel="noopener">Open</a>', url)
+
+
+class ChatKitAttachmentInline(admin.TabularInline):
+    model = ChatKitAttachment
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("created_at", "name", "mime_type", "size", "open_file")
+
+    @admin.display(description="File")
+    def open_file(self, obj: ChatKitAttachment) -> str:
+        return _file_link(obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitAttachment]:
+        return super().get_queryset(request).defer("data")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ChatKitThread)
 class ChatKitThreadAdmin(admin.ModelAdmin):
     """Self-hosted conversations: read-only, shown as staff read them in a transcript mail,
@@ -364,7 +389,7 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
         "visitor_feedback",
         "conversation",
     )
-    inlines = [ChatKitThreadItemInline]
+    inlines = [ChatKitAttachmentInline, ChatKitThreadItemInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitThread]:
         return (
@@ -396,10 +421,45 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
 
 @admin.register(ChatKitAttachment)
 class ChatKitAttachmentAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "name", "mime_type", "visitor_id", "thread"]
+    """Visitors' files; deleting a row deletes its file. "Open" leads to a short-lived signed
+    URL of the file, for staff who may view attachments only."""
+
+    list_display = ["created_at", "name", "mime_type", "size", "visitor_id", "thread", "open_file"]
     search_fields = ["id", "name", "visitor_id", "thread__id"]
     list_select_related = ["thread"]
-    fields = readonly_fields = ("id", "name", "mime_type", "visitor_id", "thread", "created_at", "data")
+    fields = readonly_fields = (
+        "id",
+        "name",
+        "mime_type",
+        "size",
+        "visitor_id",
+        "thread",
+        "created_at",
+        "open_file",
+        "data",
+    )
+
+    @admin.display(description="File")
+    def open_file(self, obj: ChatKitAttachment) -> str:
+        return _file_link(obj)
+
+    def get_urls(self) -> list[URLPattern]:
+        file_view = path(
+            "<path:object_id>/file/",
+            self.admin_site.admin_view(self.file_view),
+            name="chatkit_api_chatkitattachment_file",
+        )
+        return [file_view, *super().get_urls()]
+
+    def file_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        from chatkit_api.attachments import attachment_staff_url
+
+        attachment = self.get_object(request, object_id)
+        if attachment is None or not attachment.file or not self.has_view_permission(request, attachment):
+            raise Http404("No such attachment file.")
+        return HttpResponseRedirect(
+            attachment_staff_url(attachment, api_url=request.build_absolute_uri(reverse("chatkit")))
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,14 +1,22 @@
 """HTTP layer: validate the body, call one service, shape the reply."""
 
 import re
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.core.validators import RegexValidator, URLValidator
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
@@ -23,6 +31,7 @@ from chatkit_api.authentication import (
     origin_refusal,
 )
 from chatkit_api.exceptions import (
+    AttachmentRefused,
     Forbidden,
     InvalidChatKitRequest,
     MethodNotAllowed,
@@ -247,6 +256,7 @@ async def _chatkit_reply(request: HttpRequest) -> HttpResponseBase:
             client_ip=client_ip(request),
             locale=_request_locale(request),
             page_url=_request_page_url(request),
+            api_url=request.build_absolute_uri(reverse("chatkit")),
             body=body,
             answer_seconds=_answer_seconds(request),
         )
@@ -264,6 +274,61 @@ async def _chatkit_reply(request: HttpRequest) -> HttpResponseBase:
         whole = b"".join([chunk async for chunk in reply.stream])
         response = HttpResponse(whole, content_type=reply.content_type)
     visitor_set_cookie(response, visitor_id)
+    return response
+
+
+@csrf_exempt
+def attachment_upload(request: HttpRequest, attachment_id: str) -> HttpResponseBase:
+    """`PUT /api/chatkit/attachments/<id>/upload?token=...`: the second phase of an upload to
+    this service (without an S3 bucket), the file as the body; or a POST of it as multipart
+    with a `file` field. The token in the URL, from `attachments.create`, is the permission.
+
+    Its body may be as large as CHATKIT_ATTACHMENTS_MAX_BYTES (see chatkit_api.middleware);
+    only the size the token's attachment declared is ever read.
+    """
+    from chatkit_api.attachments import attachment_upload_receive
+
+    try:
+        token = request.GET.get("token", "")
+        if request.method == "PUT":
+            content_type, body = request.content_type or "", cast(IO[bytes], request)
+        elif request.method == "POST":
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise AttachmentRefused("Send the file as the body, or as multipart with a `file` field.")
+            content_type, body = upload.content_type or "", cast(IO[bytes], upload)
+        else:
+            raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
+        attachment_upload_receive(
+            attachment_id=attachment_id, token=token, content_type=content_type, body=body
+        )
+    except ServiceError as exc:
+        return service_error_response(exc)
+    return JsonResponse({"ok": True, "id": attachment_id})
+
+
+def attachment_content(request: HttpRequest, attachment_id: str) -> HttpResponseBase:
+    """`GET /api/chatkit/attachments/<id>/content?token=...`: a file kept by this service,
+    for the short-lived signed link in an image's preview or the admin's link to it."""
+    from chatkit_api.attachments import attachment_file_open
+
+    try:
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
+        row, file = attachment_file_open(attachment_id=attachment_id, token=request.GET.get("token", ""))
+    except ServiceError as exc:
+        return service_error_response(exc)
+    # Images are shown where they are linked (previews); anything else is downloaded, never
+    # opened as a document of this origin.
+    response = FileResponse(
+        file,
+        content_type=row.mime_type,
+        filename=row.name,
+        as_attachment=not row.mime_type.startswith("image/"),
+    )
+    # The link is the visitor's, and short-lived: a private cache may keep it that long.
+    response["Cache-Control"] = f"private, max-age={settings.CHATKIT_ATTACHMENTS_URL_SECONDS}"
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; frame-ancestors 'none'"
     return response
 
 

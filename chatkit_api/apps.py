@@ -6,4 +6,4 @@ class ChatkitApiConfig(AppConfig):
     verbose_name = "ChatKit transcripts"
 
     def ready(self) -> None:
-        from chatkit_api import checks  # noqa: F401 - registers the system checks
+        from chatkit_api import attachment_storage, checks  # noqa: F401 - registers the checks and receivers

@@ -9,6 +9,10 @@ meanwhile is refused with 409), stops at CHATKIT_AGENT_TIMEOUT_SECONDS with an e
 sends a comment while the agent is silent so that proxies keep the connection, and stops
 when the visitor goes away. What was written of a stopped answer is kept, marked as cut off.
 
+Visitors' attachments go through the SDK's two-phase upload (chatkit_api.attachments): a
+message's files are checked before anything of it is stored, and reach the model as image and
+file input parts.
+
 Besides the agent's answers the server handles one action, `send_recap`: the widget sends it
 (`chatkit.sendCustomAction`) with the visitor's details, and the thread is mailed exactly as
 the transcript endpoint would mail it. A visitor's thumbs up or down on an answer
@@ -43,8 +47,6 @@ from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
     Attachment,
-    AttachmentsCreateReq,
-    AttachmentsDeleteReq,
     ChatKitReq,
     ClientEffectEvent,
     ErrorCode,
@@ -71,17 +73,19 @@ from chatkit.types import (
     is_streaming_req,
 )
 from django.conf import settings
-from openai.types.responses import ResponseInputTextParam
+from openai.types.responses import ResponseInputFileParam, ResponseInputImageParam, ResponseInputTextParam
 from openai.types.responses.response_input_item_param import Message
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from chatkit_api import openai_gateway
 from chatkit_api.agent import agent_load
+from chatkit_api.attachments import attachment_model_input, attachments_check_for_message
 from chatkit_api.chatkit_store import (
     MAX_PAGE_SIZE,
     ChatKitContext,
     DjangoStore,
     Run,
+    SiteAttachmentStore,
     database,
     feedback_save,
     thread_run_claim,
@@ -161,16 +165,16 @@ def _title(message: UserMessageItem) -> str | None:
 
 
 class HistoryConverter(ThreadItemConverter):
-    """A thread's items as the agent's input, including what threads imported from managed
-    ChatKit carry: the SDK's own converter refuses both attachments and structured hidden items.
-    """
+    """A thread's items as the agent's input: attachments as image and file parts, and what
+    threads imported from managed ChatKit carry, which the SDK's own converter refuses
+    (attachments, structured hidden items)."""
 
-    async def attachment_to_message_content(self, attachment: Attachment) -> ResponseInputTextParam:
-        # Only imported messages have attachments; their files stayed with OpenAI.
-        return ResponseInputTextParam(
-            type="input_text",
-            text=f"[The visitor attached {attachment.name} ({attachment.mime_type}); the file is gone.]",
-        )
+    async def attachment_to_message_content(
+        self, attachment: Attachment
+    ) -> ResponseInputImageParam | ResponseInputFileParam | ResponseInputTextParam:
+        # An image or file the model reads, or a note where the file is gone (an imported
+        # message's stayed with OpenAI). Read from storage off Django's thread for the database.
+        return await sync_to_async(attachment_model_input, thread_sensitive=False)(attachment)
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputTextParam:
         # An @-mention the site offers in the widget: its label and the data the site gave it.
@@ -193,7 +197,7 @@ _HISTORY = HistoryConverter()
 
 class SiteChatKitServer(ChatKitServer[ChatKitContext]):
     def __init__(self, agent: Agent) -> None:
-        super().__init__(store=DjangoStore())
+        super().__init__(store=DjangoStore(), attachment_store=SiteAttachmentStore())
         self.agent = agent
 
     async def process_parsed(
@@ -369,11 +373,6 @@ def _parse(body: bytes) -> Any:
 
 def _check_supported(request: Any) -> None:
     """Refuse what this server cannot do before anything is stored."""
-    uploads = isinstance(request, (AttachmentsCreateReq, AttachmentsDeleteReq)) or (
-        isinstance(request, (ThreadsCreateReq, ThreadsAddUserMessageReq)) and request.params.input.attachments
-    )
-    if uploads:
-        raise InvalidChatKitRequest("File uploads are not enabled on this server.")
     title_length = char_limit(ChatKitThread, "title")
     if isinstance(request, ThreadsUpdateReq) and len(request.params.title) > title_length:
         raise InvalidChatKitRequest(
@@ -521,6 +520,7 @@ async def chatkit_request_serve(
     body: bytes,
     locale: str = "en",
     page_url: str = "",
+    api_url: str = ChatKitContext.api_url,
     answer_seconds: float | None = None,
 ) -> ChatKitReply:
     """Serve one ChatKit protocol request for the visitor.
@@ -528,19 +528,31 @@ async def chatkit_request_serve(
     Everything that can be refused (mode, configuration, a malformed request, another
     visitor's thread, a thread already answering) is refused with an error status before
     anything is stored. `locale` and `page_url` reach the agent as the managed workflow's
-    state variables did. An answer stops after `answer_seconds` (CHATKIT_AGENT_TIMEOUT_SECONDS
+    state variables did; `api_url` is this endpoint's absolute URL, for links to files kept
+    here. An answer stops after `answer_seconds` (CHATKIT_AGENT_TIMEOUT_SECONDS
     unless the host needs it shorter).
     """
     _refuse_unless_served()
     await database(rate_limit_consume, limit=CHATKIT_REQUESTS_PER_IP, subject=ip_subject(client_ip))
     request = _parse(body)
     _check_supported(request)
+    if isinstance(request, (ThreadsCreateReq, ThreadsAddUserMessageReq)):
+        await database(
+            attachments_check_for_message,
+            visitor_id=visitor_id,
+            attachment_ids=request.params.input.attachments,
+        )
     server = SiteChatKitServer(await sync_to_async(agent_load)())
     seconds = answer_seconds if answer_seconds is not None else settings.CHATKIT_AGENT_TIMEOUT_SECONDS
     deadline = asyncio.get_running_loop().time() + seconds
     run = Run(claimed_until=datetime.now(UTC) + timedelta(seconds=seconds) + CLAIM_MARGIN)
     context = ChatKitContext(
-        visitor_id=visitor_id, client_ip=client_ip, locale=locale, page_url=page_url, run=run
+        visitor_id=visitor_id,
+        client_ip=client_ip,
+        locale=locale,
+        page_url=page_url,
+        api_url=api_url,
+        run=run,
     )
 
     async def finish() -> None:

@@ -21,13 +21,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from chatkit.store import NotFoundError, Store, StoreItemType, default_generate_id
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from chatkit.store import AttachmentStore, NotFoundError, Store, StoreItemType, default_generate_id
+from chatkit.types import (
+    Attachment,
+    AttachmentCreateParams,
+    Page,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+)
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, TypeAdapter
 
+from chatkit_api.attachments import attachment_new, attachment_with_fresh_urls
 from chatkit_api.models import (
     ChatKitAttachment,
     ChatKitFeedback,
@@ -65,6 +73,8 @@ class ChatKitContext:
     # request here: the browser's language and the page the chat is on (see agent.workflow_state).
     locale: str = "en"
     page_url: str = ""
+    # This endpoint's absolute URL, which links to files kept by this service start with.
+    api_url: str = "http://localhost/api/chatkit"
     # Set when the request makes the agent answer (see `thread_run_claim`).
     run: Run | None = field(default=None, compare=False)
 
@@ -352,10 +362,15 @@ def attachment_save(*, visitor_id: str, attachment: Any) -> None:
         if attachment.thread_id
         else None
     )
+    # Set by this service when it created the attachment, never by the widget (which only
+    # ever names attachments by id).
+    metadata = attachment.metadata or {}
     fields = {
         "thread": thread,
         "name": attachment.name[: char_limit(ChatKitAttachment, "name")],
         "mime_type": attachment.mime_type[: char_limit(ChatKitAttachment, "mime_type")],
+        "size": metadata.get("size") or 0,
+        "file": metadata.get("file") or "",
         "data": attachment.model_dump(mode="json"),
     }
     if ChatKitAttachment.objects.filter(pk=attachment.id, visitor_id=visitor_id).update(**fields):
@@ -394,6 +409,16 @@ class DjangoStore(Store[ChatKitContext]):
     ) -> str:
         return _new_id(item_type)
 
+    def _as_shown(self, attachment: Attachment, context: ChatKitContext) -> Attachment:
+        return attachment_with_fresh_urls(attachment, visitor_id=context.visitor_id, api_url=context.api_url)
+
+    def _item_as_shown(self, item: ThreadItem, context: ChatKitContext) -> ThreadItem:
+        if not isinstance(item, UserMessageItem) or not item.attachments:
+            return item
+        return item.model_copy(
+            update={"attachments": [self._as_shown(attachment, context) for attachment in item.attachments]}
+        )
+
     async def load_thread(self, thread_id: str, context: ChatKitContext) -> ThreadMetadata:
         return await database(thread_load, visitor_id=context.visitor_id, thread_id=thread_id)
 
@@ -415,7 +440,7 @@ class DjangoStore(Store[ChatKitContext]):
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ChatKitContext
     ) -> Page[ThreadItem]:
-        return await database(
+        page = await database(
             items_load,
             visitor_id=context.visitor_id,
             thread_id=thread_id,
@@ -423,6 +448,9 @@ class DjangoStore(Store[ChatKitContext]):
             limit=limit,
             order=order,
         )
+        # Image previews are signed for a while only: signed afresh whenever a thread is read.
+        page.data = [self._item_as_shown(item, context) for item in page.data]
+        return page
 
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ChatKitContext) -> None:
         await database(item_save, visitor_id=context.visitor_id, thread_id=thread_id, item=item)
@@ -440,7 +468,28 @@ class DjangoStore(Store[ChatKitContext]):
         await database(attachment_save, visitor_id=context.visitor_id, attachment=attachment)
 
     async def load_attachment(self, attachment_id: str, context: ChatKitContext) -> Attachment:
-        return await database(attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id)
+        attachment = await database(
+            attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id
+        )
+        return self._as_shown(attachment, context)
 
     async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
         await database(attachment_delete, visitor_id=context.visitor_id, attachment_id=attachment_id)
+
+
+class SiteAttachmentStore(AttachmentStore[ChatKitContext]):
+    """The SDK's two-phase uploads over chatkit_api.attachments, for the visitor in the context."""
+
+    async def create_attachment(self, input: AttachmentCreateParams, context: ChatKitContext) -> Attachment:
+        # Signing an upload URL reads no database, but may read AWS credentials from disk.
+        return await sync_to_async(attachment_new, thread_sensitive=False)(
+            visitor_id=context.visitor_id,
+            name=input.name,
+            size=input.size,
+            mime_type=input.mime_type,
+            api_url=context.api_url,
+        )
+
+    async def delete_attachment(self, attachment_id: str, context: ChatKitContext) -> None:
+        # Only the visitor's own: the store's deletion that follows takes the file with the row.
+        await database(attachment_load, visitor_id=context.visitor_id, attachment_id=attachment_id)

@@ -78,6 +78,44 @@ class ChatKitItemNotFound(ServiceError):
     status_code = 404
 
 
+class AttachmentRefused(ServiceError):
+    """A file the limits refuse (type, count, not uploaded, not what was declared), or an
+    upload that does not match what was declared."""
+
+    status_code = 400
+
+
+class AttachmentTooLarge(AttachmentRefused):
+    status_code = 413
+
+
+class AttachmentAlreadyUploaded(ServiceError):
+    status_code = 409
+    message = "This file was already uploaded."
+
+
+class AttachmentLinkExpired(ServiceError):
+    status_code = 403
+    message = "This link has expired."
+
+
+class AttachmentsUnavailable(ServiceError):
+    """Nowhere to keep files: on Lambda without CHATKIT_ATTACHMENTS_BUCKET."""
+
+    status_code = 503
+    message = (
+        "File uploads are not available: on AWS Lambda they need an S3 bucket "
+        "(CHATKIT_ATTACHMENTS_BUCKET), since the function's file system is read-only."
+    )
+
+
+class AttachmentStorageFailed(ServiceError):
+    """The attachments storage (S3) failed or did not answer in time."""
+
+    status_code = 502
+    message = "The file storage did not answer. Try again shortly."
+
+
 class UpstreamError(ServiceError):
     """OpenAI could not be reached or answered with an error."""
 

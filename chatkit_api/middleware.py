@@ -6,6 +6,7 @@ async view runs on the server's event loop instead of being handed to a thread.
 
 import io
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,19 @@ logger = logging.getLogger(__name__)
 API_PATH_PREFIX = "/api/chatkit"
 
 GetResponse = Callable[[HttpRequest], Any]
+
+# The one path whose body is a file (see chatkit_api.apis.attachment_upload): its own limit.
+_ATTACHMENT_UPLOAD_PATH = re.compile(r"^/api/chatkit/attachments/[A-Za-z0-9_-]{1,128}/upload/?$")
+# What a multipart upload adds around the file: boundaries and the part's headers.
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
+
+
+def request_body_limit(path: str) -> int:
+    """The most bytes a request body to `path` (below the script prefix) may have: an
+    attachment's upload may be as large as an attachment; every other body, REQUEST_BODY_MAX_BYTES."""
+    if _ATTACHMENT_UPLOAD_PATH.match(path):
+        return settings.CHATKIT_ATTACHMENTS_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+    return settings.REQUEST_BODY_MAX_BYTES
 
 
 class SyncAndAsyncMiddleware:
@@ -111,14 +125,15 @@ class DatabaseUnavailableMiddleware(SyncAndAsyncMiddleware):
 
 
 class RequestBodyLimitMiddleware(SyncAndAsyncMiddleware):
-    """Refuse a body over REQUEST_BODY_MAX_BYTES with 413, without reading it.
+    """Refuse a body over REQUEST_BODY_MAX_BYTES (an attachment's upload: over
+    CHATKIT_ATTACHMENTS_MAX_BYTES) with 413, without reading it.
 
     DRF reads the body straight from the WSGI stream, past Django's own upload limit, so
     the size is checked here. Under WSGI nothing beyond Content-Length is ever read.
     """
 
     def refuse(self, request: HttpRequest) -> HttpResponseBase | None:
-        limit = settings.REQUEST_BODY_MAX_BYTES
+        limit = request_body_limit(request.path_info)
         too_large = JsonResponse(
             {"error": f"The request body is too large: at most {limit} bytes."}, status=413
         )
@@ -156,7 +171,8 @@ _BODY_END = {"type": "http.request", "body": b"", "more_body": False}
 
 
 class AsgiRequestBodyLimit:
-    """Under ASGI, read no more of a request body than REQUEST_BODY_MAX_BYTES.
+    """Under ASGI, read no more of a request body than REQUEST_BODY_MAX_BYTES (an
+    attachment's upload: see `request_body_limit`).
 
     Django's ASGI handler reads the whole body (to disk past FILE_UPLOAD_MAX_MEMORY_SIZE) before
     any middleware runs, whether it declares its length or comes in chunks without one. Wrapped
@@ -174,7 +190,8 @@ class AsgiRequestBodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = settings.REQUEST_BODY_MAX_BYTES
+        path, root_path = scope.get("path", ""), scope.get("root_path", "")
+        limit = request_body_limit(path.removeprefix(root_path) if root_path else path)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         declared_too_large = declared.isdigit() and int(declared) > limit
         read = 0

@@ -257,7 +257,11 @@ class ChatKitFeedback(models.Model):
 
 
 class ChatKitAttachment(models.Model):
-    """The metadata of a file a visitor attached (the file itself lives wherever it was uploaded)."""
+    """A file a visitor attached: its ChatKit metadata here, its bytes in the attachments
+    storage (STORAGES["chatkit_attachments"]) under `file`, which goes when the row does.
+
+    A row without a thread is an upload not (yet) sent in a message.
+    """
 
     id = models.CharField(primary_key=True, max_length=128)
     visitor_id = models.CharField(max_length=64, db_index=True)
@@ -266,6 +270,15 @@ class ChatKitAttachment(models.Model):
     )
     name = models.CharField(max_length=300)
     mime_type = models.CharField(max_length=200)
+    size = models.PositiveBigIntegerField(
+        default=0, help_text="Bytes, as the visitor's browser declared them."
+    )
+    file = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The file's name in the attachments storage; empty for a managed thread's "
+        "attachment, whose file stayed with OpenAI.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     data = models.JSONField()
 

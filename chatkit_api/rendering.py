@@ -66,6 +66,25 @@ def transcript_subject(lead: Lead) -> str:
     return f"[Chat] {lead.name or 'Website visitor'} - {lead.mode}"
 
 
+def size_text(size: int) -> str:
+    """A file's size as people read it: `840 bytes`, `120 KB`, `2.4 MB`."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"
+
+
+def _attachment_text(attachment: dict[str, Any]) -> str:
+    """`photo.png (image/png, 120 KB)`: a managed thread's attachments have no size."""
+    name = attachment.get("name") or attachment.get("id") or "unnamed"
+    facts = [attachment.get("mime_type") or "unknown type"]
+    size = (attachment.get("metadata") or {}).get("size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        facts.append(size_text(size))
+    return f"{name} ({', '.join(facts)})"
+
+
 def _snippet(value: str) -> str:
     value = value.strip()
     return value if len(value) <= SNIPPET_LIMIT else value[: SNIPPET_LIMIT - 1] + "…"
@@ -110,10 +129,7 @@ def _user_message_text(item: dict[str, Any]) -> str:
             inline.append(text)
     if "".join(inline).strip():
         lines.append("".join(inline).strip())
-    attachments = [
-        attachment.get("name") or attachment.get("id") or "unnamed"
-        for attachment in item.get("attachments") or []
-    ]
+    attachments = [_attachment_text(attachment) for attachment in item.get("attachments") or []]
     if attachments:
         lines.append("Attachments: " + ", ".join(attachments))
     return "\n".join(lines)

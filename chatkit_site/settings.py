@@ -9,6 +9,7 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -174,7 +175,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Compressed copies are made at build time by collectstatic; no manifest, so pages still
     # render where collectstatic has not run (tests, `make run`).
@@ -224,7 +225,7 @@ REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 128 * 1024)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_CREDENTIALS = True
 CORS_URLS_REGEX = r"^/api/chatkit(/|$)"
-CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
+CORS_ALLOW_METHODS = ["POST", "PUT", "OPTIONS"]
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "x-page-url"]
 # So that the widget's code can read when to try again after a 429.
 CORS_EXPOSE_HEADERS = ["Retry-After"]
@@ -359,6 +360,55 @@ CHATKIT_AGENT_TRACING = env_bool("CHATKIT_AGENT_TRACING", False)
 # Stream replies as server-sent events while the agent writes them. Behind a proxy that
 # buffers responses turn this off; on Lambda (apig-wsgi) replies are always sent whole.
 CHATKIT_STREAM_RESPONSES = env_bool("CHATKIT_STREAM_RESPONSES", True)
+
+# --- Self-hosted attachments -------------------------------------------------------
+
+# Files visitors attach, checked when the upload URL is asked for and again when a message
+# uses them. Images reach the model as images, anything else as a file (PDF by default).
+CHATKIT_ATTACHMENTS_MAX_BYTES = env_positive_int("CHATKIT_ATTACHMENTS_MAX_BYTES", 10 * 1024 * 1024)
+CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = env_int("CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE", 4)
+CHATKIT_ATTACHMENTS_MIME_TYPES = [
+    mime_type.lower()
+    for mime_type in env_list(
+        "CHATKIT_ATTACHMENTS_MIME_TYPES", "image/png,image/jpeg,image/gif,image/webp,application/pdf"
+    )
+]
+# Upload URLs, image previews and the admin's links to a file last this long.
+CHATKIT_ATTACHMENTS_URL_SECONDS = env_positive_int("CHATKIT_ATTACHMENTS_URL_SECONDS", 600)
+# The S3 bucket the browser uploads to directly (presigned URLs); unset, files are kept on
+# the local disk under CHATKIT_ATTACHMENTS_DIR and uploaded through this service. Lambda's
+# disk is read-only and per instance: there attachments need the bucket, or are refused.
+CHATKIT_ATTACHMENTS_BUCKET = env_str("CHATKIT_ATTACHMENTS_BUCKET")
+CHATKIT_ATTACHMENTS_DIR = env_str("CHATKIT_ATTACHMENTS_DIR") or str(BASE_DIR / "media")
+if CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE < 0:
+    raise ImproperlyConfigured("CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE must be 0 (no attachments) or more.")
+if CHATKIT_ATTACHMENTS_BUCKET:
+    from botocore.config import Config
+
+    STORAGES["chatkit_attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": CHATKIT_ATTACHMENTS_BUCKET,
+            "region_name": env_str("AWS_REGION") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": True,
+            "querystring_expire": CHATKIT_ATTACHMENTS_URL_SECONDS,
+            # S3 is asked within a request's time budget: a fifth of it to connect or to
+            # answer, as for the database; the SDK's own retries stay within that too.
+            "client_config": Config(
+                signature_version="s3v4",
+                connect_timeout=STORE_WAIT_SECONDS,
+                read_timeout=STORE_WAIT_SECONDS,
+                retries={"max_attempts": 2, "mode": "standard"},
+            ),
+        },
+    }
+else:
+    STORAGES["chatkit_attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": CHATKIT_ATTACHMENTS_DIR, "base_url": None},
+    }
 
 # --- Try-it page -----------------------------------------------------------------
 

@@ -18,10 +18,12 @@ CHATKIT_URL = "/api/chatkit"
 T = TypeVar("T")
 
 
-def user_input(text: str, *, quoted_text: str | None = None) -> dict[str, Any]:
+def user_input(
+    text: str, *, quoted_text: str | None = None, attachments: list[str] | None = None
+) -> dict[str, Any]:
     return {
         "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
+        "attachments": attachments or [],
         "quoted_text": quoted_text,
         "inference_options": {},
     }

@@ -53,6 +53,8 @@ class FakeResponses:
         self.title_requests: list[dict[str, Any]] = []
         # Set once a title has been answered (or refused).
         self.title_answered = threading.Event()
+        # The body of every answer the model was asked for (titles apart), as JSON.
+        self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -74,6 +76,7 @@ class FakeResponses:
             self.title_requests.append(request)
             await self._answer_title(send, request)
             return
+        self.requests.append(request)
         await self._stream_answer(send, arrived)
 
     async def _answer_title(self, send: Any, request: dict[str, Any]) -> None:

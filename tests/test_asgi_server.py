@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.signals import request_finished, request_started
@@ -19,10 +20,11 @@ from django.db import close_old_connections, connections
 from chatkit_api import openai_gateway, thread_titles
 from chatkit_api.models import ChatKitThread
 from chatkit_site.asgi import application
-from tests.chatkit_protocol import assistant_texts, sse_events, thread_id_of, user_input
+from tests.chatkit_protocol import ChatKitBrowser, assistant_texts, sse_events, thread_id_of, user_input
 from tests.fake_model import Say, ScriptedModel, Wait
 from tests.fake_responses import ANSWER, TITLE, FakeResponses
 from tests.loopback import blackhole, served_on_loopback
+from tests.test_attachments import PNG
 
 # The server answers from threads of its own, with connections of their own: data is committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -308,3 +310,37 @@ def test_a_thread_renamed_while_the_title_model_writes_keeps_the_visitors_name(
 
     _eventually(lambda: fake_responses.title_answered.is_set() and not thread_titles._writing)
     assert ChatKitThread.objects.get(pk=thread_id).title == "My Golf"
+
+
+def test_an_attachment_larger_than_other_bodies_is_uploaded_through_the_server(
+    served, self_hosted, settings, tmp_path
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit_attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    # The attachment is created as the test client's browser, at its own host name.
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    settings.REQUEST_BODY_MAX_BYTES = 1000
+    large = PNG + b"\0" * 5000
+    attachment = ChatKitBrowser().call(
+        "attachments.create", name="large.png", size=len(large), mime_type="image/png"
+    )
+    url = urlsplit(attachment["upload_descriptor"]["url"])
+    upload_path = f"{url.path}?{url.query}"
+    connection = http.client.HTTPConnection("127.0.0.1", served, timeout=10)
+
+    connection.request("PUT", upload_path, body=large, headers={"Content-Type": "image/png"})
+    response = connection.getresponse()
+    reply = json.loads(response.read())
+    connection.close()
+    settings.CHATKIT_ATTACHMENTS_MAX_BYTES = 100
+    status, refused = _raw_exchange(served, [f"PUT {upload_path} HTTP/1.1", "Content-Length: 100000000"], b"")
+
+    assert (response.status, reply) == (200, {"ok": True, "id": attachment["id"]})
+    assert (tmp_path / "attachments" / attachment["id"]).read_bytes() == large
+    assert status == 413
+    assert refused == {"error": f"The request body is too large: at most {100 + 16 * 1024} bytes."}

@@ -377,16 +377,7 @@ def test_a_failing_model_becomes_an_error_event_and_the_message_is_kept(self_hos
             json.dumps(
                 {"type": "attachments.create", "params": {"name": "a.pdf", "size": 1, "mime_type": "x"}}
             ).encode(),
-            "File uploads are not enabled",
-        ),
-        (
-            json.dumps(
-                {
-                    "type": "threads.create",
-                    "params": {"input": {**user_input("hi"), "attachments": ["atc_1"]}},
-                }
-            ).encode(),
-            "File uploads are not enabled",
+            "Files of type x cannot be attached",
         ),
         (
             json.dumps(

@@ -408,7 +408,8 @@ def test_each_self_hosted_item_type_is_rendered_on_purpose(self_hosted, ses):
     assert response.status_code == 200
     [mail] = ses.sent()
     assert conversation_of(mail.text) == [
-        "[2026-11-25 16:49 UTC] User: > From £89\nBook @Brake check for me\nAttachments: invoice.pdf",
+        "[2026-11-25 16:49 UTC] User: > From £89\nBook @Brake check for me\n"
+        "Attachments: invoice.pdf (application/pdf)",
         "[2026-11-25 16:49 UTC] Assistant: See our prices.\n"
         "Sources: https://shop.example/prices, brochure.pdf, Brake check",
         "[2026-11-25 16:49 UTC] Widget (Card): Brake service · From £89 · Book now",

@@ -193,7 +193,7 @@ def test_each_item_type_is_rendered_on_purpose(fake_chatkit, ses):
     assert blocks == [
         "[2025-11-24 16:00 UTC] User: > Total: £120\n"
         "Can you check this invoice?\n"
-        "Attachments: invoice.pdf, car.jpg",
+        "Attachments: invoice.pdf (application/pdf), car.jpg (application/pdf)",
         "[2025-11-24 16:00 UTC] Assistant: See our prices page.\nSources: https://shop.example/prices",
         "[2025-11-24 16:00 UTC] Widget (Card): Brake service · From £89 · Book now",
         "[2025-11-24 16:00 UTC] Tool call: send_recap (completed)\n"

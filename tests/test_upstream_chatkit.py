@@ -58,6 +58,7 @@ from dataclasses import dataclass
 class RequestContext:
     user_id: str
     run = None
+    api_url = "http://localhost/api/chatkit"
 
     @property
     def visitor_id(self) -> str:

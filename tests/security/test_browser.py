@@ -52,7 +52,8 @@ def test_preflight_from_a_listed_origin_allows_credentials_and_the_idempotency_k
     assert response["Access-Control-Allow-Origin"] == SHOP
     assert response["Access-Control-Allow-Credentials"] == "true"
     assert "idempotency-key" in response["Access-Control-Allow-Headers"].split(", ")
-    assert response["Access-Control-Allow-Methods"] == "POST, OPTIONS"
+    # PUT: the widget's upload of an attachment to this service (see test_attachments).
+    assert response["Access-Control-Allow-Methods"] == "POST, PUT, OPTIONS"
 
 
 def test_the_self_hosted_widget_on_a_listed_origin_may_call_the_chatkit_endpoint(shop_origin):

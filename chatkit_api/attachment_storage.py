@@ -1,0 +1,44 @@
+"""Where visitors' attachments are kept (STORAGES["chatkit_attachments"]: S3 with
+CHATKIT_ATTACHMENTS_BUCKET, else the local disk), and the rule that a file goes with its row.
+
+Light on purpose: the app loads it at start-up in every mode, to connect the receiver.
+"""
+
+import logging
+from functools import partial
+from typing import Any
+
+from django.core.files.storage import Storage, storages
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from chatkit_api.models import ChatKitAttachment
+
+logger = logging.getLogger(__name__)
+
+STORAGE_NAME = "chatkit_attachments"
+# Every file's name starts so; on S3 the function's policy (template.yaml) grants this prefix only.
+FILE_PREFIX = "attachments/"
+
+
+def attachment_storage() -> Storage:
+    return storages[STORAGE_NAME]
+
+
+def _file_delete(file: str) -> None:
+    try:
+        attachment_storage().delete(file)
+    except Exception:
+        # The row is gone and nothing else will delete the file: say so where operators look.
+        logger.exception("The file %s of a deleted attachment could not be deleted; delete it by hand", file)
+
+
+@receiver(post_delete, sender=ChatKitAttachment)
+def _file_delete_after_commit(
+    sender: type[ChatKitAttachment], instance: ChatKitAttachment, **kwargs: Any
+) -> None:
+    """However a row goes (the widget, a deleted thread, a purge, the admin), its file goes
+    once the deletion is committed, never while the row could still come back."""
+    if instance.file:
+        transaction.on_commit(partial(_file_delete, instance.file))
