@@ -72,7 +72,7 @@ print(json.dumps({
 """
 
 
-# Where SES clients (and STS, for botocore's credential providers) send requests, region by
+# Where SES and S3 clients (and STS, for botocore's credential providers) send requests, region by
 # region. The package keeps a few services' AWS data (scripts/prune-lambda-package): it must
 # resolve every endpoint exactly as botocore's full data does.
 AWS_ENDPOINTS = """
@@ -83,7 +83,7 @@ from botocore.config import Config
 session = boto3.session.Session(aws_access_key_id="smoke", aws_secret_access_key="smoke")
 endpoints = {"botocore": botocore.__version__}
 regions = ("us-east-1", "eu-west-1", "us-gov-west-1", "cn-north-1", "ap-southeast-7", "eusc-de-east-1")
-for service in ("sesv2", "ses", "sts"):
+for service in ("sesv2", "ses", "s3", "sts"):
     for region in regions:
         for fips in (False, True):
             try:
@@ -338,7 +338,7 @@ def smoke_test(cloudformation: RecordingServer) -> None:
             full_data = aws_endpoints([sys.executable], Path(elsewhere))
         check(
             aws_endpoints(lambda_python_command(), task_root) == full_data,
-            f"SES and STS endpoints resolve as with botocore's full data ({len(full_data) - 1} checked)",
+            f"SES, S3 and STS endpoints resolve as with botocore's full data ({len(full_data) - 1} checked)",
         )
         print(f"handler import took {report['import_seconds']:.2f}s")
         served = streaming_function(
