@@ -62,6 +62,7 @@ from chatkit_api.exceptions import (
 )
 from chatkit_api.models import ChatKitAttachment, char_limit
 from chatkit_api.rendering import size_text
+from chatkit_api.time_budget import time_left
 
 logger = logging.getLogger(__name__)
 
@@ -311,14 +312,43 @@ def attachment_file_open(*, attachment_id: str, token: str) -> tuple[ChatKitAtta
 # --- using attachments in a message ------------------------------------------------
 
 
-def _stored_head(storage: Storage, file: str) -> tuple[int, bytes] | None:
-    """The stored file's size and first bytes; None when it is not there."""
-    try:
+def _stored_bytes(storage: Storage, file: str, length: int) -> tuple[int, bytes] | None:
+    """The stored file's size and its first `length` bytes; None when it is not there.
+
+    On S3 that is one ranged GET (its Content-Range gives the size); django-storages' own file
+    object would ask for the object's head twice and download all of it.
+    """
+    if _on_disk(storage):
         if not storage.exists(file):
             return None
         with storage.open(file, "rb") as stored:
-            head = stored.read(_HEAD_BYTES)
-        return storage.size(file), head
+            return storage.size(file), stored.read(length)
+    try:
+        reply = _s3_client(storage).get_object(
+            Bucket=storage.bucket_name,  # type: ignore[attr-defined]
+            Key=file,
+            Range=f"bytes=0-{length - 1}",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    with reply["Body"] as body:
+        return int(reply["ContentRange"].rpartition("/")[2]), body.read()
+
+
+def _s3_call_in_time(storage: Storage) -> None:
+    """A request asks S3 only while one whole call (its tries included) fits in what is left of
+    its time budget (each try is bounded by the client's timeouts, see settings.STORAGES)."""
+    left = time_left()
+    if not _on_disk(storage) and left is not None and left < 2 * settings.STORE_WAIT_SECONDS:
+        raise AttachmentStorageFailed("The file storage could not be asked in time. Try again.")
+
+
+def _stored_head(storage: Storage, file: str) -> tuple[int, bytes] | None:
+    _s3_call_in_time(storage)
+    try:
+        return _stored_bytes(storage, file, _HEAD_BYTES)
     except (BotoCoreError, ClientError, OSError) as exc:
         raise _storage_failed(exc) from exc
 
@@ -362,6 +392,7 @@ def _mark_sent(storage: Storage, files: list[str]) -> None:
     client = _s3_client(storage)
     try:
         for file in files:
+            _s3_call_in_time(storage)
             client.delete_object_tagging(Bucket=storage.bucket_name, Key=file)  # type: ignore[attr-defined]
     except (BotoCoreError, ClientError) as exc:
         raise _storage_failed(exc) from exc
@@ -385,15 +416,15 @@ def attachment_model_input(
     limit = settings.CHATKIT_ATTACHMENTS_MAX_BYTES
     storage = attachment_storage()
     try:
-        if not storage.exists(file):
-            return _gone(attachment, "the file is gone")
-        with storage.open(file, "rb") as stored:
-            data = stored.read(limit + 1)
+        stored = _stored_bytes(storage, file, limit + 1)
     except (BotoCoreError, ClientError, OSError) as exc:
         logger.error("Attachment %s could not be read", attachment.id, exc_info=exc)
         return _gone(attachment, "the file could not be read")
+    if stored is None:
+        return _gone(attachment, "the file is gone")
+    size, data = stored
     if (
-        len(data) > limit
+        size > limit
         or attachment.mime_type not in settings.CHATKIT_ATTACHMENTS_MIME_TYPES
         or not _content_matches(attachment.mime_type, data[:_HEAD_BYTES])
     ):

@@ -394,13 +394,14 @@ if CHATKIT_ATTACHMENTS_BUCKET:
             "file_overwrite": False,
             "querystring_auth": True,
             "querystring_expire": CHATKIT_ATTACHMENTS_URL_SECONDS,
-            # S3 is asked within a request's time budget: a fifth of it to connect or to
-            # answer, as for the database; the SDK's own retries stay within that too.
+            # S3 is asked within a request's time budget: each try has half of the database's
+            # wait (a tenth of the budget) to connect and as much to answer, and two tries
+            # together take at most two fifths; a request asks only while that much is left.
             "client_config": Config(
                 signature_version="s3v4",
-                connect_timeout=STORE_WAIT_SECONDS,
-                read_timeout=STORE_WAIT_SECONDS,
-                retries={"max_attempts": 2, "mode": "standard"},
+                connect_timeout=STORE_WAIT_SECONDS / 2,
+                read_timeout=STORE_WAIT_SECONDS / 2,
+                retries={"total_max_attempts": 2, "mode": "standard"},
             ),
         },
     }

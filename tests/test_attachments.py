@@ -3,8 +3,10 @@ this service to the local disk, the limits, per-visitor scoping, what the model 
 files going with their rows."""
 
 import base64
+import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from chatkit_api.models import ChatKitAttachment, ChatKitThread
 from tests.chatkit_protocol import ChatKitBrowser, body_of, thread_id_of, user_input
 from tests.conftest import TOKEN
 from tests.fake_model import Say
+from tests.loopback import blackhole
 from tests.test_self_hosted_transcripts import send_transcript
 
 pytestmark = pytest.mark.django_db
@@ -202,6 +205,24 @@ def test_deleting_a_thread_deletes_its_files_from_s3(
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
+def test_a_file_gone_from_the_bucket_reaches_the_model_as_a_note(self_hosted, bucket, moto_server):
+    self_hosted.script.extend([Say("A pad."), Say("Still a pad.")])
+    browser = ChatKitBrowser()
+    attachment = create(browser, "pad.png", PNG, "image/png")
+    descriptor = attachment["upload_descriptor"]
+    requests.put(descriptor["url"], data=PNG, headers=descriptor["headers"], timeout=5)
+    thread_id = thread_id_of(
+        browser.stream("threads.create", input=user_input("This?", attachments=[attachment["id"]]))
+    )
+    s3_client(moto_server).delete_object(Bucket=bucket, Key=f"attachments/{attachment['id']}")
+
+    browser.say("And now?", thread_id)
+
+    first, second = self_hosted.calls
+    assert "[The visitor attached pad.png (image/png); the file is gone.]" not in json.dumps(first.input)
+    assert "[The visitor attached pad.png (image/png); the file is gone.]" in json.dumps(second.input)
+
+
 def test_a_message_with_an_attachment_never_uploaded_is_refused(self_hosted, bucket):
     browser = ChatKitBrowser()
     attachment = create(browser, "pad.png", PNG, "image/png")
@@ -224,6 +245,53 @@ def test_a_file_that_is_not_its_declared_type_is_refused_when_used(self_hosted, 
 
     assert response.status_code == 400
     assert response.json() == {"error": "pad.png is not a image/png file."}
+    assert not ChatKitThread.objects.exists()
+
+
+def test_a_bucket_that_never_answers_is_a_502_within_the_budget(self_hosted, bucket, settings):
+    browser = ChatKitBrowser()
+    attachment = create(browser, "pad.png", PNG, "image/png")
+    with blackhole() as port:
+        options = settings.STORAGES["chatkit_attachments"]["OPTIONS"]
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "chatkit_attachments": {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    **options,
+                    "endpoint_url": f"http://127.0.0.1:{port}",
+                    "client_config": Config(
+                        signature_version="s3v4",
+                        connect_timeout=0.5,
+                        read_timeout=0.5,
+                        retries={"total_max_attempts": 2, "mode": "standard"},
+                    ),
+                },
+            },
+        }
+        started = time.monotonic()
+        response = browser.post("threads.create", input=user_input("This?", attachments=[attachment["id"]]))
+        seconds = time.monotonic() - started
+
+    assert (response.status_code, response.json()) == (
+        502,
+        {"error": "The file storage did not answer. Try again shortly."},
+    )
+    assert seconds < 3
+    assert not ChatKitThread.objects.exists()
+
+
+def test_s3_is_not_asked_when_a_call_would_not_fit_in_the_time_left(self_hosted, bucket, settings):
+    browser = ChatKitBrowser()
+    attachment = create(browser, "pad.png", PNG, "image/png")
+    settings.REQUEST_TIME_BUDGET_SECONDS = 1
+
+    response = browser.post("threads.create", input=user_input("This?", attachments=[attachment["id"]]))
+
+    assert (response.status_code, response.json()) == (
+        502,
+        {"error": "The file storage could not be asked in time. Try again."},
+    )
     assert not ChatKitThread.objects.exists()
 
 
