@@ -277,7 +277,8 @@ def test_a_bucket_that_never_answers_is_a_502_within_the_budget(self_hosted, buc
         502,
         {"error": "The file storage did not answer. Try again shortly."},
     )
-    assert seconds < 3
+    # Two tries of half a second each, and the request's own work on a busy machine.
+    assert seconds < 5
     assert not ChatKitThread.objects.exists()
 
 
