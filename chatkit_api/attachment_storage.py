@@ -8,7 +8,8 @@ import logging
 from functools import partial
 from typing import Any
 
-from django.core.files.storage import Storage, storages
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -24,6 +25,16 @@ FILE_PREFIX = "attachments/"
 
 def attachment_storage() -> Storage:
     return storages[STORAGE_NAME]
+
+
+def attachments_accepted() -> bool:
+    """Whether visitors may attach files here: some are allowed (CHATKIT_ATTACHMENTS_*), and
+    there is somewhere to keep them (not Lambda's read-only disk)."""
+    allowed = settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE > 0 and bool(
+        settings.CHATKIT_ATTACHMENTS_MIME_TYPES
+    )
+    on_disk = isinstance(attachment_storage(), FileSystemStorage)
+    return allowed and not (on_disk and settings.RUNNING_ON_LAMBDA)
 
 
 def _file_delete(file: str) -> None:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
+from chatkit_api.attachment_storage import attachments_accepted
 from chatkit_api.services import (
     CHATKIT_SETTINGS,
     SESSION_SETTINGS,
@@ -25,13 +26,11 @@ from chatkit_api.services import (
 LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev"
 
 
-def attachments_offered() -> bool:
-    """Whether the widget's composer offers files: only where the self-hosted server takes them.
-
-    Off until uploads are switched on (CHATKIT_ATTACHMENTS_ENABLED, where that setting exists):
-    a composer that offers files the server refuses would fail every upload.
-    """
-    return self_hosted() and bool(getattr(settings, "CHATKIT_ATTACHMENTS_ENABLED", False))
+def attachments_offered(*, is_self_hosted: bool) -> bool:
+    """Whether the widget's composer offers files: only where the self-hosted server takes
+    them (see attachment_storage.attachments_accepted); a composer that offers files the
+    server refuses would fail every upload. Managed sessions upload as the workflow says."""
+    return is_self_hosted and attachments_accepted()
 
 
 def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
@@ -42,7 +41,7 @@ def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
         {
             "api_url": api_url,
             "self_hosted": self_hosted,
-            "attachments": attachments_offered(),
+            "attachments": attachments_offered(is_self_hosted=self_hosted),
             "domain_key": settings.CHATKIT_DOMAIN_KEY or "domain_pk_...",
             "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
         },
@@ -64,7 +63,7 @@ def try_it(request: HttpRequest) -> HttpResponse:
 @ensure_csrf_cookie
 def _try_it_page(request: HttpRequest) -> HttpResponse:
     is_self_hosted = self_hosted()
-    attachments = attachments_offered()
+    attachments = attachments_offered(is_self_hosted=is_self_hosted)
     api_url = reverse("chatkit" if is_self_hosted else "chatkit-session")
     return render(
         request,

@@ -55,7 +55,8 @@
           .assistant { align-self: flex-start; background: #eaeef2; padding: 0.4rem 0.7rem; border-radius: 12px; }
           form { display: flex; gap: 0.5rem; }
           .error { align-self: stretch; color: #b42318; }
-          input { flex: 1; font: inherit; padding: 0.4rem; }
+          input { flex: 1; min-width: 0; font: inherit; padding: 0.4rem; }
+          /* A file input is wide by itself: it shrinks, so the Send button stays in the widget. */
           input[type="file"] { flex: 0 1 8rem; }
           .attachments { font-size: 0.85rem; color: #57606a; }
         </style>

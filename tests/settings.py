@@ -22,11 +22,14 @@ for name in [name for name in os.environ if name.startswith(("AWS_", "OPENAI_"))
     del os.environ[name]
 
 from chatkit_site.settings import *  # noqa: E402, F403
-from chatkit_site.settings import DATABASES  # noqa: E402
+from chatkit_site.settings import DATABASES, STORAGES  # noqa: E402
 
 # The test client speaks plain HTTP; tests/security/test_deploy_check.py checks the
 # production value.
 SECURE_SSL_REDIRECT = False
+
+# Attachments kept on disk go to a directory of the test run's own, never the project's media/.
+STORAGES["chatkit_attachments"]["OPTIONS"]["location"] = tempfile.mkdtemp(prefix="chatkit-attachments-")
 
 # Most tests speak managed ChatKit to the fake OpenAI API; the `self_hosted` fixture switches.
 CHATKIT_MODE = "managed"

@@ -6,6 +6,7 @@ ChatKit's script (tests/chatkit_standin.js) that a loopback server serves. Scree
 to test-artifacts/.
 """
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.browser import SentRequest, needs_chromium, requests_sent, wait_for
 from tests.conftest import STAFF
 from tests.fake_chatkit import assistant_message, user_message
 from tests.fake_responses import ANSWER
+from tests.test_attachments import PNG
 
 pytestmark = [needs_chromium, pytest.mark.django_db(transaction=True)]
 
@@ -250,7 +252,7 @@ def test_self_hosted_visitor_chats_with_the_agent_and_sends_a_recap_through_the_
 
     setup = browser.find_element(By.ID, "setup").text
     assert "Chat: ready. Self-hosted" in setup
-    assert "Attachments: off. This server takes no uploads" in setup
+    assert "Attachments: on." in setup
     assert wait_for_status(browser, "ChatKit talks to /api/chatkit, where this service runs the agent")
     assert browser.execute_script("return window.chatkitStandIn.options;") == {
         "api": {
@@ -259,7 +261,7 @@ def test_self_hosted_visitor_chats_with_the_agent_and_sends_a_recap_through_the_
             "uploadStrategy": {"type": "two_phase"},
             "fetch": "function",
         },
-        "composer": {"attachments": {"enabled": False}},
+        "composer": {"attachments": {"enabled": True}},
         "history": {"enabled": True},
     }
 
@@ -381,7 +383,6 @@ def test_self_hosted_recap_refused_by_a_rate_limit_shows_the_status(
 def test_self_hosted_page_offers_files_where_the_server_takes_them(
     try_it, fake_responses, browser, settings, tmp_path
 ):
-    settings.CHATKIT_ATTACHMENTS_ENABLED = True
     browser.get(try_it)
     wait_for_status(browser, "ChatKit talks to /api/chatkit")
 
@@ -401,6 +402,50 @@ def test_self_hosted_page_offers_files_where_the_server_takes_them(
     assert protocol_requests(browser) == ["attachments.create"]
     assert browser.execute_script("return window.chatkitStandIn.uploads;") == []
     assert ChatKitAttachment.objects.count() == 0
+
+
+def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model(
+    try_it, fake_responses, browser, settings, tmp_path, live_server
+):
+    stored = tmp_path / "stored"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit_attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(stored)},
+        },
+    }
+    picture = tmp_path / "pad.png"
+    picture.write_bytes(PNG)
+    browser.get(try_it)
+    wait_for_status(browser, "ChatKit talks to /api/chatkit")
+    widget = browser.find_element(By.ID, "chatkit").shadow_root
+
+    # Announced (attachments.create), then uploaded as the reply's upload descriptor says.
+    widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(picture))
+    wait_for(browser, lambda b: browser.execute_script("return window.chatkitStandIn.uploads.length;") == 1)
+    [upload] = browser.execute_script("return window.chatkitStandIn.uploads;")
+    attachment = ChatKitAttachment.objects.get()
+    assert upload["method"] == "PUT"
+    assert upload["url"].startswith(
+        f"{live_server.url}/api/chatkit/attachments/{attachment.id}/upload?token="
+    )
+    assert (upload["headers"], upload["size"], upload["status"]) == (
+        {"Content-Type": "image/png"},
+        len(PNG),
+        200,
+    )
+    assert (stored / "attachments" / attachment.id).read_bytes() == PNG
+
+    chat(browser, "What is this part?")
+    wait_for(browser, lambda b: ANSWER in widget_text(b))
+
+    assert protocol_requests(browser) == ["attachments.create", "threads.create"]
+    [request] = fake_responses.requests
+    [message] = [item for item in request["input"] if item.get("role") == "user"]
+    image = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
+    assert {"type": "input_image", "detail": "auto", "image_url": image} in message["content"]
+    assert ChatKitAttachment.objects.get().thread_id is not None
 
 
 SITE_PAGE = """<!DOCTYPE html>

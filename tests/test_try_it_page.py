@@ -148,8 +148,8 @@ def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url
         'headers.set("X-Page-URL", location.href);',
         'credentials: "include"',
         'uploadStrategy: { type: "two_phase" },',
-        # Off: this server takes no files.
-        "composer: { attachments: { enabled: false } },",
+        # On: this server takes files (images and PDFs by default).
+        "composer: { attachments: { enabled: true } },",
         "history: { enabled: true },",
         "threadItemActions: { feedback: true },",
         'chatkit.sendCustomAction({ type: "send_recap", payload: { ...details, pageUrl: location.href } });',
@@ -164,13 +164,12 @@ def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url
         True,
         "/api/chatkit",
         "domain_pk_shop123",
-        False,
+        True,
     )
-    assert "Attachments: off. This server takes no uploads" in response.content.decode()
+    assert "Attachments: on." in response.content.decode()
 
 
 def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_on, settings):
-    settings.CHATKIT_ATTACHMENTS_ENABLED = True
     settings.CHATKIT_MODE = "self_hosted"
 
     response = client.get("/")
@@ -179,6 +178,17 @@ def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_
     html = response.content.decode()
     assert "Attachments: on." in html
     assert escape("composer: { attachments: { enabled: true } },") in html
+
+    # None allowed, or nowhere to keep them (Lambda's disk is read-only): none offered.
+    settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = 0
+    response = client.get("/")
+    assert page_config(response)["attachments"] is False
+    assert "Attachments: off. This server takes no uploads" in response.content.decode()
+    assert escape("composer: { attachments: { enabled: false } },") in response.content.decode()
+    settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = 4
+    settings.RUNNING_ON_LAMBDA = True
+    assert page_config(client.get("/"))["attachments"] is False
+    settings.RUNNING_ON_LAMBDA = False
 
     # Managed sessions upload to OpenAI as the workflow says, never here.
     settings.CHATKIT_MODE = "managed"
