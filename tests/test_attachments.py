@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,7 @@ import requests
 import time_machine
 from botocore.config import Config
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from moto.server import ThreadedMotoServer
@@ -629,3 +631,20 @@ def test_an_upload_over_the_attachment_limit_is_refused_unread(self_hosted, on_d
         413,
         {"error": f"The request body is too large: at most {100 + 16 * 1024} bytes."},
     )
+
+
+def test_the_purge_deletes_the_files_of_old_threads_and_of_uploads_never_sent(
+    self_hosted, on_disk, django_capture_on_commit_callbacks
+):
+    self_hosted.script.append(Say("A pad."))
+    browser = ChatKitBrowser()
+    sent, never_sent = (create(browser, name, PNG, "image/png") for name in ("sent.png", "forgotten.png"))
+    for attachment in (sent, never_sent):
+        upload_here(attachment, PNG)
+    browser.stream("threads.create", input=user_input("This?", attachments=[sent["id"]]))
+
+    with time_machine.travel(timedelta(days=400)), django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_threads", stdout=StringIO())
+
+    assert not ChatKitAttachment.objects.exists()
+    assert list((on_disk / "attachments").iterdir()) == []
