@@ -29,7 +29,10 @@ from chatkit_site.settings import DATABASES, STORAGES  # noqa: E402
 SECURE_SSL_REDIRECT = False
 
 # Attachments kept on disk go to a directory of the test run's own, never the project's media/.
-STORAGES["chatkit_attachments"]["OPTIONS"]["location"] = tempfile.mkdtemp(prefix="chatkit-attachments-")
+# (Files are named by attachment ids, unique across the run's processes.)
+STORAGES["chatkit_attachments"]["OPTIONS"]["location"] = os.path.join(
+    tempfile.gettempdir(), "chatkit-tests-attachments"
+)
 
 # Most tests speak managed ChatKit to the fake OpenAI API; the `self_hosted` fixture switches.
 CHATKIT_MODE = "managed"
