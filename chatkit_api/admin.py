@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseRedirect, StreamingHttpResponse
@@ -347,7 +348,7 @@ class VisitorFeedbackFilter(admin.SimpleListFilter):
 def _file_link(attachment: ChatKitAttachment) -> str:
     if not attachment.file:
         return "The file stayed with OpenAI (imported from managed ChatKit)."
-    url = reverse("admin:chatkit_api_chatkitattachment_file", args=[attachment.pk])
+    url = reverse("admin:chatkit_api_chatkitattachment_file", args=[quote(attachment.pk)])
     return format_html('<a href="{}" target="_blank" rel="noopener">Open</a>', url)
 
 
@@ -454,7 +455,7 @@ class ChatKitAttachmentAdmin(admin.ModelAdmin):
     def file_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
         from chatkit_api.attachments import attachment_staff_url
 
-        attachment = self.get_object(request, object_id)
+        attachment = self.get_object(request, unquote(object_id))
         if attachment is None or not attachment.file or not self.has_view_permission(request, attachment):
             raise Http404("No such attachment file.")
         return HttpResponseRedirect(

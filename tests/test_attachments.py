@@ -18,6 +18,7 @@ import pytest
 import requests
 import time_machine
 from botocore.config import Config
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
@@ -591,9 +592,10 @@ def test_staff_open_an_attachment_from_the_thread_in_the_admin(self_hosted, on_d
     thread_id = thread_id_of(
         browser.stream("threads.create", input=user_input("This?", attachments=[attachment["id"]]))
     )
-    file_url = reverse("admin:chatkit_api_chatkitattachment_file", args=[attachment["id"]])
+    # The admin quotes ids in its URLs: thr_22... would otherwise read as another id.
+    file_url = reverse("admin:chatkit_api_chatkitattachment_file", args=[quote(attachment["id"])])
 
-    page = admin_client.get(reverse("admin:chatkit_api_chatkitthread_change", args=[thread_id]))
+    page = admin_client.get(reverse("admin:chatkit_api_chatkitthread_change", args=[quote(thread_id)]))
     opened = admin_client.get(file_url)
     served = Client().get(local_path(opened["Location"]))
 
@@ -612,7 +614,7 @@ def test_staff_without_the_view_permission_cannot_open_attachments(self_hosted, 
     staff.user_permissions.add(Permission.objects.get(codename="view_chatkitthread"))
     client.force_login(staff)
 
-    response = client.get(reverse("admin:chatkit_api_chatkitattachment_file", args=[attachment["id"]]))
+    response = client.get(reverse("admin:chatkit_api_chatkitattachment_file", args=[quote(attachment["id"])]))
 
     assert response.status_code == 404
 
