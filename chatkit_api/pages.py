@@ -1,7 +1,9 @@
 """Pages for people: the try-it page at `/`, and the API's schema and docs."""
 
 import functools
+import json
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
@@ -26,22 +28,33 @@ from chatkit_api.services import (
 LOCAL_DOMAIN_KEY = "domain_pk_localhost_dev"
 
 
-def attachments_offered(*, is_self_hosted: bool) -> bool:
-    """Whether the widget's composer offers files: only where the self-hosted server takes
-    them (see attachment_storage.attachments_accepted); a composer that offers files the
-    server refuses would fail every upload. Managed sessions upload as the workflow says."""
-    return is_self_hosted and attachments_accepted()
+def composer_attachments(*, is_self_hosted: bool) -> dict[str, Any]:
+    """ChatKit's `composer.attachments` option: files offered only where the self-hosted server
+    takes them (see attachment_storage.attachments_accepted), within its limits, so that the
+    widget refuses what the server would; a composer that offers files the server refuses
+    would fail every upload. Managed sessions upload as the workflow says."""
+    if not (is_self_hosted and attachments_accepted()):
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "maxSize": settings.CHATKIT_ATTACHMENTS_MAX_BYTES,
+        "maxCount": settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE,
+        # By type alone: the file picker then takes any extension of an accepted type.
+        "accept": {mime_type: [] for mime_type in settings.CHATKIT_ATTACHMENTS_MIME_TYPES},
+    }
 
 
 def embed_snippet(*, api_url: str, self_hosted: bool) -> str:
     """What a site pastes into its pages to embed ChatKit against this service: in managed
     mode `api_url` is the session endpoint, self-hosted it is the ChatKit endpoint."""
+    attachments = composer_attachments(is_self_hosted=self_hosted)
     return render_to_string(
         "chatkit_api/embed_snippet.html",
         {
             "api_url": api_url,
             "self_hosted": self_hosted,
-            "attachments": attachments_offered(is_self_hosted=self_hosted),
+            "attachments": attachments,
+            "accept": json.dumps(attachments.get("accept")),
             "domain_key": settings.CHATKIT_DOMAIN_KEY or "domain_pk_...",
             "chatkit_script_url": settings.CHATKIT_SCRIPT_URL,
         },
@@ -63,7 +76,7 @@ def try_it(request: HttpRequest) -> HttpResponse:
 @ensure_csrf_cookie
 def _try_it_page(request: HttpRequest) -> HttpResponse:
     is_self_hosted = self_hosted()
-    attachments = attachments_offered(is_self_hosted=is_self_hosted)
+    attachments = composer_attachments(is_self_hosted=is_self_hosted)
     api_url = reverse("chatkit" if is_self_hosted else "chatkit-session")
     return render(
         request,

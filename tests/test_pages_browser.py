@@ -261,7 +261,14 @@ def test_self_hosted_visitor_chats_with_the_agent_and_sends_a_recap_through_the_
             "uploadStrategy": {"type": "two_phase"},
             "fetch": "function",
         },
-        "composer": {"attachments": {"enabled": True}},
+        "composer": {
+            "attachments": {
+                "enabled": True,
+                "maxSize": settings.CHATKIT_ATTACHMENTS_MAX_BYTES,
+                "maxCount": settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE,
+                "accept": {mime_type: [] for mime_type in settings.CHATKIT_ATTACHMENTS_MIME_TYPES},
+            }
+        },
         "history": {"enabled": True},
     }
 
@@ -380,16 +387,13 @@ def test_self_hosted_recap_refused_by_a_rate_limit_shows_the_status(
     assert ses.sent() == []
 
 
-def test_self_hosted_page_offers_files_where_the_server_takes_them(
+def test_self_hosted_file_the_server_refuses_is_never_uploaded_and_the_refusal_shows(
     try_it, fake_responses, browser, settings, tmp_path
 ):
     browser.get(try_it)
     wait_for_status(browser, "ChatKit talks to /api/chatkit")
 
     assert "Attachments: on." in browser.find_element(By.ID, "setup").text
-    options = browser.execute_script("return window.chatkitStandIn.options;")
-    assert options["composer"] == {"attachments": {"enabled": True}}
-    assert options["api"]["uploadStrategy"] == {"type": "two_phase"}
 
     # A file the server refuses is announced, refused, never uploaded, and the refusal shown.
     notes = tmp_path / "notes.txt"
@@ -397,15 +401,17 @@ def test_self_hosted_page_offers_files_where_the_server_takes_them(
     widget = browser.find_element(By.ID, "chatkit").shadow_root
     widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(notes))
 
-    refusal = wait_for_status(browser, "ChatKit reported an error: ")
-    assert refusal.startswith("ChatKit reported an error: HTTP 400: ")
+    assert wait_for_status(browser, "ChatKit reported an error: ") == (
+        "ChatKit reported an error: HTTP 400: Files of type text/plain cannot be attached. "
+        "Allowed: image/png, image/jpeg, image/gif, image/webp, application/pdf."
+    )
     assert protocol_requests(browser) == ["attachments.create"]
     assert browser.execute_script("return window.chatkitStandIn.uploads;") == []
     assert ChatKitAttachment.objects.count() == 0
 
 
-def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model(
-    try_it, fake_responses, browser, settings, tmp_path, live_server
+def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model_and_the_recap(
+    try_it, fake_responses, browser, ses, settings, tmp_path, live_server
 ):
     stored = tmp_path / "stored"
     settings.STORAGES = {
@@ -445,7 +451,28 @@ def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model(
     [message] = [item for item in request["input"] if item.get("role") == "user"]
     image = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
     assert {"type": "input_image", "detail": "auto", "image_url": image} in message["content"]
-    assert ChatKitAttachment.objects.get().thread_id is not None
+    thread_id = wait_for_status(browser, "Thread thr_").split()[1]
+    assert ChatKitAttachment.objects.get().thread_id == thread_id
+
+    requests = requests_sent(browser)
+    [create, first_message] = chatkit_calls(requests, live_server)
+    assert json.loads(create.body or "")["params"] == {
+        "name": "pad.png",
+        "size": len(PNG),
+        "mime_type": "image/png",
+    }
+    assert json.loads(first_message.body or "")["params"]["input"]["attachments"] == [attachment.id]
+    # The upload went as ChatKit sent it: the page's fetch adds its header to ChatKit's calls only.
+    [put] = [r for r in requests if r.method == "PUT"]
+    assert put.url == upload["url"]
+    assert "x-page-url" not in put.headers
+
+    # The recap lists the file where the visitor sent it.
+    send_recap_form(browser, "Sam")
+    assert wait_for_status(browser, "Recap sent")
+    [staff_mail] = ses.sent()
+    assert f"User: What is this part?\nAttachments: pad.png (image/png, {len(PNG)} bytes)" in staff_mail.text
+    screenshot(browser, "try-it-page-attachment.png")
 
 
 SITE_PAGE = """<!DOCTYPE html>

@@ -61,7 +61,7 @@ def test_page_embeds_chatkit_and_points_it_at_this_service(client, page_on, sett
         "transcriptUrl": "/api/chatkit/transcript",
         "csrfCookieName": "csrftoken",
         "visitorCopy": False,
-        "attachments": False,
+        "attachments": {"enabled": False},
     }
     for link in ('href="/admin/"', 'href="/api/docs/"', 'href="/api/schema/"'):
         assert link in html
@@ -148,8 +148,12 @@ def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url
         'headers.set("X-Page-URL", location.href);',
         'credentials: "include"',
         'uploadStrategy: { type: "two_phase" },',
-        # On: this server takes files (images and PDFs by default).
-        "composer: { attachments: { enabled: true } },",
+        # The files this server takes, within its limits (images and PDFs by default).
+        "enabled: true,",
+        "maxSize: 10485760,",
+        "maxCount: 4,",
+        'accept: {"image/png": [], "image/jpeg": [], "image/gif": [], "image/webp": [], '
+        '"application/pdf": []},',
         "history: { enabled: true },",
         "threadItemActions: { feedback: true },",
         'chatkit.sendCustomAction({ type: "send_recap", payload: { ...details, pageUrl: location.href } });',
@@ -160,41 +164,67 @@ def test_self_hosted_snippet_is_the_whole_setoptions_call_with_this_services_url
     assert "getClientSecret" not in snippet
     assert f'<code id="snippet">{escape(snippet)}</code>' in response.content.decode()
     config = page_config(response)
-    assert (config["selfHosted"], config["apiUrl"], config["domainKey"], config["attachments"]) == (
+    assert (config["selfHosted"], config["apiUrl"], config["domainKey"]) == (
         True,
         "/api/chatkit",
         "domain_pk_shop123",
-        True,
     )
-    assert "Attachments: on." in response.content.decode()
 
 
-def test_files_are_offered_where_the_self_hosted_server_takes_them(client, page_on, settings):
+def test_files_are_offered_within_the_servers_limits(client, page_on, settings):
     settings.CHATKIT_MODE = "self_hosted"
+    settings.CHATKIT_ATTACHMENTS_MAX_BYTES = 2 * 1024 * 1024
+    settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = 2
+    settings.CHATKIT_ATTACHMENTS_MIME_TYPES = ["image/png", "application/pdf"]
 
     response = client.get("/")
 
-    assert page_config(response)["attachments"] is True
+    assert page_config(response)["attachments"] == {
+        "enabled": True,
+        "maxSize": 2097152,
+        "maxCount": 2,
+        "accept": {"image/png": [], "application/pdf": []},
+    }
     html = response.content.decode()
-    assert "Attachments: on." in html
-    assert escape("composer: { attachments: { enabled: true } },") in html
+    assert "image/png, application/pdf, at most 2 per message of 2.0\xa0MB each." in html
+    assert "maxCount: 2," in html
 
-    # None allowed, or nowhere to keep them (Lambda's disk is read-only): none offered.
-    settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = 0
-    response = client.get("/")
-    assert page_config(response)["attachments"] is False
-    assert "Attachments: off. This server takes no uploads" in response.content.decode()
-    assert escape("composer: { attachments: { enabled: false } },") in response.content.decode()
-    settings.CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE = 4
-    settings.RUNNING_ON_LAMBDA = True
-    assert page_config(client.get("/"))["attachments"] is False
-    settings.RUNNING_ON_LAMBDA = False
 
-    # Managed sessions upload to OpenAI as the workflow says, never here.
-    settings.CHATKIT_MODE = "managed"
+S3_STORAGE = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": "shop-attachments"}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "offered"),
+    [
+        ({}, True),
+        ({"CHATKIT_ATTACHMENTS_MAX_PER_MESSAGE": 0}, False),
+        ({"CHATKIT_ATTACHMENTS_MIME_TYPES": []}, False),
+        # Lambda's disk is read-only: files need the bucket there.
+        ({"RUNNING_ON_LAMBDA": True}, False),
+        ({"RUNNING_ON_LAMBDA": True, "STORAGES": {"chatkit_attachments": S3_STORAGE}}, True),
+        # Managed sessions upload to OpenAI as the workflow says, never here.
+        ({"CHATKIT_MODE": "managed"}, False),
+    ],
+)
+def test_files_are_offered_only_where_the_self_hosted_server_takes_them(
+    client, page_on, settings, changes, offered
+):
+    settings.CHATKIT_MODE = "self_hosted"
+    for name, value in changes.items():
+        setattr(settings, name, {**settings.STORAGES, **value} if name == "STORAGES" else value)
+
     response = client.get("/")
-    assert page_config(response)["attachments"] is False
-    assert "Attachments:" not in response.content.decode()
+
+    assert page_config(response)["attachments"]["enabled"] is offered
+    html = response.content.decode()
+    if settings.CHATKIT_MODE == "managed":
+        assert "Attachments:" not in html
+    elif offered:
+        assert "Attachments: on." in html
+        assert escape("enabled: true,") in html
+    else:
+        assert "Attachments: off. This server takes no uploads" in html
+        assert escape("composer: { attachments: { enabled: false } },") in html
 
 
 @pytest.mark.parametrize(("self_hosted", "doc"), [(False, "api.md"), (True, "self-hosted.md")])

@@ -164,7 +164,7 @@
           fetch: chatkitFetch,
           uploadStrategy: { type: "two_phase" },
         },
-        composer: { attachments: { enabled: config.attachments } },
+        composer: { attachments: config.attachments },
         history: { enabled: true },
         threadItemActions: { feedback: true },
       });
