@@ -1,5 +1,6 @@
 import email
 import email.policy
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -8,11 +9,13 @@ from email.message import EmailMessage
 import boto3
 import pytest
 import time_machine
+from botocore.config import Config
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.urls import clear_script_prefix
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 from rest_framework.test import APIClient
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -221,3 +224,48 @@ def browser() -> Iterator[WebDriver]:
     driver = chromium()
     yield driver
     driver.quit()
+
+
+# Attachments in S3 (tests/test_attachments.py, tests/test_pages_browser.py).
+S3_REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 as a server on loopback, which boto3 and browsers reach over HTTP."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_server: str, aws_credentials: None, settings, request) -> Iterator[str]:
+    """Attachments in an S3 bucket (moto's server, reached over HTTP), uploaded straight to it."""
+    name = f"attachments-{os.getpid()}-{request.node.name[:20].lower().replace('_', '-')}"
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name=S3_REGION)
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": S3_REGION})
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "chatkit_attachments": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": name,
+                "region_name": S3_REGION,
+                "endpoint_url": moto_server,
+                "default_acl": None,
+                "file_overwrite": False,
+                "querystring_expire": settings.CHATKIT_ATTACHMENTS_URL_SECONDS,
+                "client_config": Config(signature_version="s3v4", connect_timeout=2, read_timeout=2),
+            },
+        },
+    }
+    yield name
+    for stored in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=stored["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+def s3_client(moto_server: str):
+    return boto3.client("s3", endpoint_url=moto_server, region_name=S3_REGION)

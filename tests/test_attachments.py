@@ -5,15 +5,12 @@ files going with their rows."""
 import base64
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
 import time_machine
@@ -23,18 +20,16 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
-from moto.server import ThreadedMotoServer
 
 from chatkit_api.models import ChatKitAttachment, ChatKitThread
 from tests.chatkit_protocol import ChatKitBrowser, body_of, thread_id_of, user_input
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, s3_client
 from tests.fake_model import Say
 from tests.loopback import blackhole
 from tests.test_self_hosted_transcripts import send_transcript
 
 pytestmark = pytest.mark.django_db
 
-REGION = "eu-west-1"
 # The smallest files that are what they say: a 1x1 PNG and a one-page PDF.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -60,46 +55,6 @@ def on_disk(settings, tmp_path: Path) -> Path:
         },
     }
     return tmp_path
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_server: str, aws_credentials: None, settings, request) -> Iterator[str]:
-    """Attachments in an S3 bucket (moto's server, reached over HTTP), uploaded straight to it."""
-    name = f"attachments-{os.getpid()}-{request.node.name[:20].lower().replace('_', '-')}"
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name=REGION)
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "chatkit_attachments": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": name,
-                "region_name": REGION,
-                "endpoint_url": moto_server,
-                "default_acl": None,
-                "file_overwrite": False,
-                "querystring_expire": settings.CHATKIT_ATTACHMENTS_URL_SECONDS,
-                "client_config": Config(signature_version="s3v4", connect_timeout=2, read_timeout=2),
-            },
-        },
-    }
-    yield name
-    for stored in s3.list_objects_v2(Bucket=name).get("Contents", []):
-        s3.delete_object(Bucket=name, Key=stored["Key"])
-    s3.delete_bucket(Bucket=name)
-
-
-def s3_client(moto_server: str):
-    return boto3.client("s3", endpoint_url=moto_server, region_name=REGION)
 
 
 def create(browser: ChatKitBrowser, name: str, data: bytes, mime_type: str) -> dict:

@@ -21,7 +21,7 @@ from selenium.webdriver.support import expected_conditions
 
 from chatkit_api.models import ChatKitAttachment, Transcript, TranscriptStatus
 from tests.browser import SentRequest, needs_chromium, requests_sent, wait_for
-from tests.conftest import STAFF
+from tests.conftest import STAFF, s3_client
 from tests.fake_chatkit import assistant_message, user_message
 from tests.fake_responses import ANSWER
 from tests.test_attachments import PNG
@@ -387,6 +387,15 @@ def test_self_hosted_recap_refused_by_a_rate_limit_shows_the_status(
     assert ses.sent() == []
 
 
+def attach(browser: WebDriver, path: Path) -> None:
+    widget = browser.find_element(By.ID, "chatkit").shadow_root
+    widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
+
+
+def uploads(browser: WebDriver) -> list[dict[str, Any]]:
+    return browser.execute_script("return window.chatkitStandIn.uploads;")
+
+
 def test_self_hosted_file_the_server_refuses_is_never_uploaded_and_the_refusal_shows(
     try_it, fake_responses, browser, settings, tmp_path
 ):
@@ -398,15 +407,14 @@ def test_self_hosted_file_the_server_refuses_is_never_uploaded_and_the_refusal_s
     # A file the server refuses is announced, refused, never uploaded, and the refusal shown.
     notes = tmp_path / "notes.txt"
     notes.write_text("Not an image or a PDF.")
-    widget = browser.find_element(By.ID, "chatkit").shadow_root
-    widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(notes))
+    attach(browser, notes)
 
     assert wait_for_status(browser, "ChatKit reported an error: ") == (
         "ChatKit reported an error: HTTP 400: Files of type text/plain cannot be attached. "
         "Allowed: image/png, image/jpeg, image/gif, image/webp, application/pdf."
     )
     assert protocol_requests(browser) == ["attachments.create"]
-    assert browser.execute_script("return window.chatkitStandIn.uploads;") == []
+    assert uploads(browser) == []
     assert ChatKitAttachment.objects.count() == 0
 
 
@@ -425,12 +433,10 @@ def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model_and_the_re
     picture.write_bytes(PNG)
     browser.get(try_it)
     wait_for_status(browser, "ChatKit talks to /api/chatkit")
-    widget = browser.find_element(By.ID, "chatkit").shadow_root
 
     # Announced (attachments.create), then uploaded as the reply's upload descriptor says.
-    widget.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(picture))
-    wait_for(browser, lambda b: browser.execute_script("return window.chatkitStandIn.uploads.length;") == 1)
-    [upload] = browser.execute_script("return window.chatkitStandIn.uploads;")
+    attach(browser, picture)
+    [upload] = wait_for(browser, uploads)
     attachment = ChatKitAttachment.objects.get()
     assert upload["method"] == "PUT"
     assert upload["url"].startswith(
@@ -473,6 +479,49 @@ def test_self_hosted_visitor_attaches_an_image_that_reaches_the_model_and_the_re
     [staff_mail] = ses.sent()
     assert f"User: What is this part?\nAttachments: pad.png (image/png, {len(PNG)} bytes)" in staff_mail.text
     screenshot(browser, "try-it-page-attachment.png")
+
+
+def test_self_hosted_upload_goes_from_the_page_straight_to_the_bucket(
+    try_it, fake_responses, bucket, moto_server, browser, live_server, tmp_path
+):
+    """With a bucket the browser PUTs the file to S3 itself, on another origin, by the presigned
+    URL, under the CORS rules template.yaml gives the bucket: without the visitor cookie or the
+    page's X-Page-URL, which those rules do not allow."""
+    s3 = s3_client(moto_server)
+    s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["PUT", "GET"],
+                    "AllowedOrigins": [live_server.url],
+                    "AllowedHeaders": ["content-type", "x-amz-tagging"],
+                }
+            ]
+        },
+    )
+    picture = tmp_path / "pad.png"
+    picture.write_bytes(PNG)
+    browser.get(try_it)
+    wait_for_status(browser, "ChatKit talks to /api/chatkit")
+
+    attach(browser, picture)
+    [upload] = wait_for(browser, uploads)
+    attachment = ChatKitAttachment.objects.get()
+    assert upload["url"].startswith(f"{moto_server}/{bucket}/{attachment.file}?")
+    assert (upload["method"], upload["status"]) == ("PUT", 200)
+    assert s3.get_object(Bucket=bucket, Key=attachment.file)["Body"].read() == PNG
+    [put] = [r for r in requests_sent(browser) if r.method == "PUT"]
+    assert put.headers["origin"] == live_server.url
+    assert "cookie" not in put.headers
+    assert "x-page-url" not in put.headers
+
+    chat(browser, "What is this part?")
+    wait_for(browser, lambda b: ANSWER in widget_text(b))
+    [request] = fake_responses.requests
+    [message] = [item for item in request["input"] if item.get("role") == "user"]
+    image = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
+    assert {"type": "input_image", "detail": "auto", "image_url": image} in message["content"]
 
 
 SITE_PAGE = """<!DOCTYPE html>
