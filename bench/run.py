@@ -5,7 +5,7 @@ managed threads, and streaming answers under load next to a reference ChatKit se
     python bench/run.py --quick  # fewer runs; what CI runs so that the script cannot rot
 
 Starts the fake ChatKit API the tests use and a moto server for SES, then measures the
-built Lambda package (build/lambda, from `make lambda-zip`) with the Lambda Python version,
+built Lambda package (build/lambda-x86_64, from `make lambda-zip`) with the Lambda Python version,
 through `chatkit_site.lambda_handler.handler` with real event shapes, each measurement in
 fresh processes, and prints medians with their spread next to the floor they
 are compared with. The old Node.js handler is measured against the same fake when Node.js
@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# The built Lambda package (`make lambda-zip`): what is measured is what is deployed.
-PACKAGE = REPO / "build" / "lambda"
+# The built Lambda package (`make lambda-zip`): what is measured is what is deployed. The
+# x86_64 build: these machines cannot run the arm64 one.
+PACKAGE = REPO / "build" / "lambda-x86_64"
 sys.path.insert(0, str(REPO))
 
 from bench.streaming import measure_streaming, report_streaming, streaming_failures  # noqa: E402
