@@ -42,9 +42,19 @@ def origin_refusal(request: HttpRequest, what: str, *, otherwise: str = "") -> s
             f"request has none.{otherwise}"
         )
     return (
-        f"Refused: {what} answers pages on the API's own origin or an origin listed in "
-        "CORS_ALLOWED_ORIGINS, not this request's Origin."
+        f"Refused: {what} answers pages on the API's own origin (PUBLIC_ORIGINS when it is "
+        "served through a proxy) or an origin listed in CORS_ALLOWED_ORIGINS, not this "
+        "request's Origin."
     )
+
+
+def _own_origins(request: HttpRequest) -> set[tuple[str, str]]:
+    """Where browsers reach the API: PUBLIC_ORIGINS when a proxy (CloudFront) serves it under
+    the site's domain, since the Host it then sees is the proxy's origin, not what the browser
+    called; else the request's own scheme and host."""
+    if settings.PUBLIC_ORIGINS:
+        return {_origin(public) for public in settings.PUBLIC_ORIGINS}
+    return {(request.scheme or "", request.get_host().lower())}
 
 
 def origin_allowed(request: HttpRequest) -> bool:
@@ -59,8 +69,8 @@ def origin_allowed(request: HttpRequest) -> bool:
         caller = _origin(origin)
     except ValueError:
         return False
-    own = (request.scheme or "", request.get_host().lower())
-    return caller == own or caller in {_origin(allowed) for allowed in settings.CORS_ALLOWED_ORIGINS}
+    allowed = _own_origins(request) | {_origin(allowed) for allowed in settings.CORS_ALLOWED_ORIGINS}
+    return caller in allowed
 
 
 class VisitorCookieAuthentication(authentication.BaseAuthentication):

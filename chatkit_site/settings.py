@@ -55,6 +55,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request's time budget runs from the moment it comes in.
     "chatkit_api.middleware.TimeBudgetMiddleware",
+    # Before anything reads the client's address.
+    "chatkit_api.middleware.CloudFrontViewerMiddleware",
     # Next: every middleware after it may ask for the host.
     "chatkit_api.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -223,6 +225,18 @@ REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 128 * 1024)
 # with the visitor cookie. The API's own origin needs no entry. Credentials are allowed,
 # and django-cors-headers only ever grants them to a listed origin.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+# The origins browsers reach this service on when a proxy (CloudFront, the site's own) serves
+# it under the site's domain, e.g. https://www.shop.example: the service then sees the
+# origin's host name (execute-api, a Function URL), not the one the browser called, so a page
+# on these counts as its own (the session, ChatKit and transcript Origin checks, the admin's
+# CSRF check). Unset: the scheme and host of each request.
+PUBLIC_ORIGINS = env_list("PUBLIC_ORIGINS")
+CSRF_TRUSTED_ORIGINS = PUBLIC_ORIGINS
+# The value of the X-Origin-Secret header the CloudFront distribution in front adds to every
+# request it passes on. A request that carries it came through the distribution, so its
+# CloudFront-Viewer-Address is the visitor's address (for rate limits and logs) rather than
+# the edge's; without it, or with another value, that header is ignored.
+CLOUDFRONT_ORIGIN_SECRET = env_str("CLOUDFRONT_ORIGIN_SECRET")
 CORS_ALLOW_CREDENTIALS = True
 CORS_URLS_REGEX = r"^/api/chatkit(/|$)"
 CORS_ALLOW_METHODS = ["POST", "PUT", "OPTIONS"]

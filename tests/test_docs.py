@@ -24,11 +24,13 @@ PLATFORM_VARIABLES = {"AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
 PROJECT_PREFIXES = (
     "ALLOW_",
     "CHATKIT_",
+    "CLOUDFRONT_",
     "CORS_",
     "DATABASE_",
     "DJANGO_",
     "IDEMPOTENCY_",
     "OPENAI_",
+    "PUBLIC_",
     "RATE_LIMIT_",
     "REQUEST_",
     "SES_",

@@ -236,3 +236,14 @@ def test_a_budget_below_one_second_stops_the_start(tmp_path):
 
     assert result.returncode == 1
     assert "REQUEST_TIME_BUDGET_SECONDS must be 1 or more, not 0." in result.stderr
+
+
+def test_public_origins_are_trusted_by_the_admins_csrf_check():
+    built = settings_from(
+        {"PUBLIC_ORIGINS": "https://www.shop.example"}, "PUBLIC_ORIGINS", "CSRF_TRUSTED_ORIGINS"
+    )
+
+    assert built == {
+        "PUBLIC_ORIGINS": ["https://www.shop.example"],
+        "CSRF_TRUSTED_ORIGINS": ["https://www.shop.example"],
+    }
