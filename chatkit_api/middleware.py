@@ -4,6 +4,7 @@ Each works under WSGI and ASGI alike, so that under an ASGI server the ChatKit e
 async view runs on the server's event loop instead of being handed to a thread.
 """
 
+import asyncio
 import io
 import ipaddress
 import logging
@@ -21,6 +22,7 @@ from django.utils.crypto import constant_time_compare
 
 from chatkit_api.exceptions import DatabaseUnavailable
 from chatkit_api.time_budget import time_budget
+from chatkit_site import aws_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,25 @@ class TimeBudgetMiddleware(SyncAndAsyncMiddleware):
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         with time_budget(settings.REQUEST_TIME_BUDGET_SECONDS):
             return await self.get_response(request)
+
+
+class SecretsRefreshMiddleware(SyncAndAsyncMiddleware):
+    """Read again the secrets the settings came from once they are SECRETS_CACHE_SECONDS old
+    (chatkit_site.aws_secrets), before the request uses them: a rotated secret is in use
+    within that time, without a deploy. Under ASGI the read runs in a thread, off the loop
+    that serves every other answer."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        if aws_secrets.settings_stale(settings.SECRETS_CACHE_SECONDS):
+            aws_secrets.settings_refresh(settings.SECRETS_CACHE_SECONDS)
+        return self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        if aws_secrets.settings_stale(settings.SECRETS_CACHE_SECONDS):
+            await asyncio.to_thread(aws_secrets.settings_refresh, settings.SECRETS_CACHE_SECONDS)
+        return await self.get_response(request)
 
 
 def _viewer_address(value: str) -> str | None:

@@ -73,3 +73,21 @@ def env_rate(name: str, default: str) -> tuple[int, int] | None:
             f"or be off, not {raw!r}."
         )
     return int(count), _RATE_PERIODS[period]
+
+
+def env_secret(name: str, *, setting: str = "") -> str:
+    """A secret: read from Secrets Manager when `<name>_SECRET_ARN` is set (the environment
+    then holds only where it is, see chatkit_site.aws_secrets), else the variable itself.
+    `setting` is the Django setting it becomes, when that is not `name`."""
+    arn = env_str(f"{name}_SECRET_ARN")
+    value = env_str(name)
+    if not arn:
+        return value
+    if value:
+        raise ImproperlyConfigured(f"Set {name} or {name}_SECRET_ARN, not both.")
+    from chatkit_site import aws_secrets
+
+    try:
+        return aws_secrets.setting_from_secret(setting or name, arn, name)
+    except aws_secrets.SecretUnavailable as exc:
+        raise ImproperlyConfigured(f"{name}_SECRET_ARN: {exc}") from exc

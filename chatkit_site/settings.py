@@ -5,6 +5,7 @@ Defaults are safe for local development: SQLite, console email, no secrets neede
 beyond what `make run` sets.
 """
 
+import ipaddress
 import math
 import re
 import sys
@@ -14,7 +15,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chatkit_site.env import env_bool, env_int, env_list, env_positive_int, env_rate, env_str
+from chatkit_site import aws_secrets
+from chatkit_site.env import env_bool, env_int, env_list, env_positive_int, env_rate, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+# Secrets given by ARN (`<NAME>_SECRET_ARN`) are read from Secrets Manager as the settings load,
+# and read again once they are this many seconds old (chatkit_site.aws_secrets).
+SECRETS_CACHE_SECONDS = env_positive_int("SECRETS_CACHE_SECONDS", 300)
+
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", setting="SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -55,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request's time budget runs from the moment it comes in.
     "chatkit_api.middleware.TimeBudgetMiddleware",
+    # Before anything uses a secret.
+    "chatkit_api.middleware.SecretsRefreshMiddleware",
     # Before anything reads the client's address.
     "chatkit_api.middleware.CloudFrontViewerMiddleware",
     # Next: every middleware after it may ask for the host.
@@ -110,6 +118,12 @@ STORE_WAIT_SECONDS = REQUEST_TIME_BUDGET_SECONDS / 5
 # Set by the Lambda runtime in every function's environment.
 RUNNING_ON_LAMBDA = bool(env_str("AWS_LAMBDA_FUNCTION_NAME"))
 DATABASE_URL = env_str("DATABASE_URL")
+# A secret in the form RDS manages for a database's user ({"username", "password"}, with
+# "host", "port" and "dbname" when it has them): its user and password complete DATABASE_URL,
+# which need not then hold them, and its host, port and name fill what DATABASE_URL leaves out.
+DATABASE_SECRET_ARN = env_str("DATABASE_SECRET_ARN")
+if DATABASE_SECRET_ARN and not DATABASE_URL:
+    DATABASE_URL = "postgres://"
 ALLOW_SQLITE_ON_LAMBDA = env_bool("ALLOW_SQLITE_ON_LAMBDA", False)
 if not DATABASE_URL and RUNNING_ON_LAMBDA:
     # Lambda's only writable disk is /tmp, private to one instance and wiped when the
@@ -128,10 +142,32 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASE_SECRET_ARN:
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_SECRET_ARN completes a PostgreSQL DATABASE_URL (postgres://...)."
+        )
+    try:
+        # The secret's user, password and perhaps host, port and name: keys of a DATABASES entry.
+        credentials: Any = aws_secrets.database_credentials(DATABASE_SECRET_ARN, DATABASES["default"])
+        DATABASES["default"].update(credentials)
+    except aws_secrets.SecretUnavailable as exc:
+        raise ImproperlyConfigured(f"DATABASE_SECRET_ARN: {exc}") from exc
 
 # RDS Proxy endpoints (custom ones too): the proxy refuses every connection that carries
 # server options ("RDS Proxy currently doesn't support command-line options").
 rds_proxy_host = re.compile(r"\.proxy-[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com(\.cn)?$", re.IGNORECASE)
+
+
+def _is_loopback(host: str) -> bool:
+    """A host on this machine: empty or a path (a Unix socket), localhost, or a loopback address."""
+    if not host or host.startswith("/") or host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
 database_options = DATABASES["default"].setdefault("OPTIONS", {})
@@ -139,6 +175,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A server that does not answer fails the connection (libpq waits 2 s at the least) instead
     # of holding the request for psycopg's default of 130 s. What DATABASE_URL says wins.
     database_options.setdefault("connect_timeout", math.ceil(STORE_WAIT_SECONDS))
+    # The connection (the password, the transcripts) is encrypted unless it stays on this
+    # machine or this is local development; libpq's own default would send it in the clear to
+    # a server without TLS. An sslmode in DATABASE_URL wins (verify-full checks the server's
+    # certificate too).
+    if not DEBUG and not _is_loopback(str(DATABASES["default"]["HOST"] or "")):
+        database_options.setdefault("sslmode", "require")
     # `manage.py migrate`, a purge or an import runs as long as it needs; runserver serves
     # requests. (A Lambda `manage` event lifts it for its command: lambda_handler.)
     running_a_command = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
@@ -161,6 +203,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # before it fails.
             "timeout": STORE_WAIT_SECONDS,
         }
+if DATABASE_SECRET_ARN:
+    # PostgreSQL that reads the secret again when the database refuses its credentials.
+    DATABASES["default"]["ENGINE"] = "chatkit_site.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent requests (runserver's threads) write rate-limit tickets at the same time.
     # A deferred transaction that reads and then writes can be refused at once with
@@ -236,7 +281,7 @@ CSRF_TRUSTED_ORIGINS = PUBLIC_ORIGINS
 # request it passes on. A request that carries it came through the distribution, so its
 # CloudFront-Viewer-Address is the visitor's address (for rate limits and logs) rather than
 # the edge's; without it, or with another value, that header is ignored.
-CLOUDFRONT_ORIGIN_SECRET = env_str("CLOUDFRONT_ORIGIN_SECRET")
+CLOUDFRONT_ORIGIN_SECRET = env_secret("CLOUDFRONT_ORIGIN_SECRET")
 CORS_ALLOW_CREDENTIALS = True
 CORS_URLS_REGEX = r"^/api/chatkit(/|$)"
 CORS_ALLOW_METHODS = ["POST", "PUT", "OPTIONS"]
@@ -303,7 +348,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- OpenAI / ChatKit ----------------------------------------------------------
 
-OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
 # Always given to the SDK, which would otherwise read OPENAI_BASE_URL itself and take an
 # empty value for the URL.
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
@@ -460,7 +505,7 @@ if VISITOR_COOKIE_SAMESITE == "None" and not VISITOR_COOKIE_SECURE:
 
 # Server-side callers (a workflow tool, another backend) authenticate with this bearer
 # token. Unset disables token access; visitors can still mail their own threads.
-TRANSCRIPT_API_TOKEN = env_str("TRANSCRIPT_API_TOKEN")
+TRANSCRIPT_API_TOKEN = env_secret("TRANSCRIPT_API_TOKEN")
 
 SES_REGION = env_str("SES_REGION") or env_str("AWS_REGION") or "us-east-1"
 SES_FROM_EMAIL = env_str("SES_FROM_EMAIL")

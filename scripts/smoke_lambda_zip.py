@@ -4,7 +4,9 @@
 
 The package is unpacked as Lambda would (read-only, nothing else importable) and driven
 with real event shapes by the Lambda Python version, against the fake ChatKit API that the
-tests use. Exits non-zero, saying what failed, if the artefact does not work.
+tests use, with its secrets read at init from a Secrets Manager stand-in (a moto server on
+loopback) as the template gives them: by ARN. Exits non-zero, saying what failed, if the
+artefact does not work.
 """
 
 import http.client
@@ -20,7 +22,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import boto3
 import yaml
+from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -33,6 +37,12 @@ from tests.lambda_events import (  # noqa: E402
     http_api_v2_event,
 )
 from tests.loopback import RecordingServer, recording_server  # noqa: E402
+
+# Where the stand-in's secrets live; the package reads them with its own boto3.
+SECRETS_REGION = "eu-west-1"
+CLOUDFRONT_SECRET = "smoke-origin-secret-" + "c" * 30
+# CloudFront's edge, the source API Gateway reports for every request the distribution sends.
+EDGE = "130.176.212.7"
 
 SWAGGER_UI = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 
@@ -83,7 +93,7 @@ from botocore.config import Config
 session = boto3.session.Session(aws_access_key_id="smoke", aws_secret_access_key="smoke")
 endpoints = {"botocore": botocore.__version__}
 regions = ("us-east-1", "eu-west-1", "us-gov-west-1", "cn-north-1", "ap-southeast-7", "eusc-de-east-1")
-for service in ("sesv2", "ses", "s3", "sts"):
+for service in ("sesv2", "ses", "s3", "secretsmanager", "sts"):
     for region in regions:
         for fips in (False, True):
             try:
@@ -182,6 +192,37 @@ def streaming_function(task_root: Path, environment: dict[str, str]) -> dict:
             server.wait(timeout=30)
 
 
+def secrets_stand_in(url: str) -> dict[str, str]:
+    """Create the secrets in the stand-in as a deployment keeps them: one JSON secret for the
+    application; the environment the functions get, which names them by ARN only."""
+    client = boto3.client(
+        "secretsmanager",
+        region_name=SECRETS_REGION,
+        endpoint_url=url,
+        aws_access_key_id="smoke",
+        aws_secret_access_key="smoke",  # noqa: S106 - the stand-in takes any
+    )
+    values = {
+        "DJANGO_SECRET_KEY": "smoke-test-" + "k" * 50,
+        "OPENAI_API_KEY": API_KEY,
+        "CLOUDFRONT_ORIGIN_SECRET": CLOUDFRONT_SECRET,
+    }
+    arn = client.create_secret(Name="chatkit-smoke", SecretString=json.dumps(values))["ARN"]
+    return {
+        **{f"{name}_SECRET_ARN": arn for name in values},
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": url,
+        "AWS_REGION": SECRETS_REGION,
+        "AWS_ACCESS_KEY_ID": "smoke",
+        "AWS_SECRET_ACCESS_KEY": "smoke",
+    }
+
+
+def through_cloudfront(viewer: str, secret: str) -> dict:
+    """A session call as CloudFront passes it on, from its edge."""
+    headers = {"cloudfront-viewer-address": viewer, "x-origin-secret": secret}
+    return http_api_v2_event(source_ip=EDGE, headers=headers, body={})
+
+
 def make_read_only(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         mode = path.stat().st_mode
@@ -198,6 +239,9 @@ def smoke_test(cloudformation: RecordingServer) -> None:
     archive = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "dist" / "chatkit-lambda.zip")
     fake = FakeChatKit()
     fake.start()
+    secrets_port = free_port()
+    secrets_server = ThreadedMotoServer(ip_address="127.0.0.1", port=secrets_port, verbose=False)
+    secrets_server.start()
     task_root = Path(tempfile.mkdtemp(prefix="lambda-task-"))
     try:
         with zipfile.ZipFile(archive) as package:
@@ -230,14 +274,20 @@ def smoke_test(cloudformation: RecordingServer) -> None:
             http_api_v2_event(path="/nowhere"),
             http_api_v2_event(method="GET", path="/api/schema/"),
             http_api_v2_event(method="GET", path=f"/static/{SWAGGER_UI}"),
+            # One session per address an hour: a viewer address written by the client is
+            # ignored (the edge's own address is counted), CloudFront's with its secret is used.
+            through_cloudfront("198.51.100.1:1000", "forged"),
+            through_cloudfront("198.51.100.2:1000", "forged"),
+            through_cloudfront("198.51.100.3:1000", CLOUDFRONT_SECRET),
+            through_cloudfront("198.51.100.4:1000", CLOUDFRONT_SECRET),
         ]
         environment = {
             "PATH": os.environ["PATH"],
             "HOME": os.environ.get("HOME", "/tmp"),
             "AWS_LAMBDA_FUNCTION_NAME": "chatkit-smoke",
             "ALLOW_SQLITE_ON_LAMBDA": "true",
-            "DJANGO_SECRET_KEY": "smoke-test-" + "k" * 50,
-            "OPENAI_API_KEY": API_KEY,
+            **secrets_stand_in(f"http://127.0.0.1:{secrets_port}"),
+            "RATE_LIMIT_SESSIONS_PER_IP": "1/hour",
             "OPENAI_BASE_URL": fake.base_url,
             "CHATKIT_WORKFLOW_ID": "wf_smoke",
             # Configured, so that a transcript call is turned away for its missing credentials.
@@ -257,6 +307,7 @@ def smoke_test(cloudformation: RecordingServer) -> None:
         if run.returncode != 0:
             sys.exit(f"FAILED: the handler did not run:\n{run.stderr}")
         report = json.loads(run.stdout.strip().splitlines()[-1])
+        results, cloudfront = report["results"][:12], report["results"][12:]
         (
             deploy,
             migrate,
@@ -270,7 +321,7 @@ def smoke_test(cloudformation: RecordingServer) -> None:
             missing,
             schema,
             swagger_ui,
-        ) = report["results"]
+        ) = results
 
         answers = [json.loads(request.body) for request in cloudformation.requests]
         check(
@@ -317,11 +368,28 @@ def smoke_test(cloudformation: RecordingServer) -> None:
             ),
             "the failing command's log line carries its invocation's request id",
         )
-        check(session["statusCode"] == 200, f"session call answers 200 (got {session['statusCode']})")
+        check(
+            session["statusCode"] == 200,
+            "session call answers 200, with the OpenAI key read from Secrets Manager "
+            f"(got {session['statusCode']})",
+        )
         check("client_secret" in json.loads(session["body"]), "session reply carries a client_secret")
         check(session["cookies"][0].startswith("chatkit_visitor="), "session reply sets the visitor cookie")
         check(static["statusCode"] == 200 and static["isBase64Encoded"], "admin static file served, base64")
         check(transcript["statusCode"] == 401, "transcript call without credentials answers 401")
+        forged_first, forged_second, trusted_first, trusted_second = (
+            call["statusCode"] for call in cloudfront
+        )
+        check(
+            (forged_first, forged_second) == (200, 429),
+            "a CloudFront-Viewer-Address without the origin secret is ignored "
+            f"(got {forged_first}, {forged_second})",
+        )
+        check(
+            (trusted_first, trusted_second) == (200, 200),
+            f"with the origin secret from Secrets Manager, viewers behind one edge are counted apart "
+            f"(got {trusted_first}, {trusted_second})",
+        )
         check(missing["statusCode"] == 404, "unknown path answers 404")
         check(schema["statusCode"] == 200, f"API schema answers 200 (got {schema['statusCode']})")
         check(
@@ -338,7 +406,8 @@ def smoke_test(cloudformation: RecordingServer) -> None:
             full_data = aws_endpoints([sys.executable], Path(elsewhere))
         check(
             aws_endpoints(lambda_python_command(), task_root) == full_data,
-            f"SES, S3 and STS endpoints resolve as with botocore's full data ({len(full_data) - 1} checked)",
+            "SES, S3, Secrets Manager and STS endpoints resolve as with botocore's full data "
+            f"({len(full_data) - 1} checked)",
         )
         print(f"handler import took {report['import_seconds']:.2f}s")
         served = streaming_function(
@@ -359,6 +428,7 @@ def smoke_test(cloudformation: RecordingServer) -> None:
         sqlite.unlink(missing_ok=True)
     finally:
         fake.stop()
+        secrets_server.stop()
         for path in [task_root, *task_root.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
         shutil.rmtree(task_root)

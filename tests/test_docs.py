@@ -33,6 +33,7 @@ PROJECT_PREFIXES = (
     "PUBLIC_",
     "RATE_LIMIT_",
     "REQUEST_",
+    "SECRETS_",
     "SES_",
     "TRANSCRIPT_",
     "TRY_IT_",

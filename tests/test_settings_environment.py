@@ -238,6 +238,49 @@ def test_a_budget_below_one_second_stops_the_start(tmp_path):
     assert "REQUEST_TIME_BUDGET_SECONDS must be 1 or more, not 0." in result.stderr
 
 
+# --- PostgreSQL over TLS ------------------------------------------------------------------
+
+
+def production_database_options(url: str) -> dict:
+    return database_options(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="k" * 50, DATABASE_URL=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:p@db.example:5432/chatkit",
+        "postgres://u:p@10.0.3.7/chatkit",
+        "postgres://u:p@[2001:db8::5]/c",
+    ],
+)
+def test_postgresql_elsewhere_requires_tls(url):
+    assert production_database_options(url)["sslmode"] == "require"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u@127.0.0.1/chatkit",
+        "postgres://u@localhost/chatkit",
+        "postgres://u@[::1]/c",
+        "postgres:///c",
+    ],
+)
+def test_postgresql_on_this_machine_keeps_libpqs_default(url):
+    assert "sslmode" not in production_database_options(url)
+
+
+def test_local_development_keeps_libpqs_default():
+    assert "sslmode" not in database_options(DATABASE_URL="postgres://u:p@db.example/chatkit")
+
+
+def test_an_sslmode_in_database_url_wins():
+    options = production_database_options("postgres://u:p@db.example/chatkit?sslmode=verify-full")
+
+    assert options["sslmode"] == "verify-full"
+    assert options["connect_timeout"] == 5
+
+
 def test_public_origins_are_trusted_by_the_admins_csrf_check():
     built = settings_from(
         {"PUBLIC_ORIGINS": "https://www.shop.example"}, "PUBLIC_ORIGINS", "CSRF_TRUSTED_ORIGINS"
