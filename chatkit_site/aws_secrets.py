@@ -152,6 +152,12 @@ def _field(value: str, key: str) -> str:
     return value.strip()
 
 
+def secret_field(arn: str, key: str) -> str:
+    """The secret's value as it is now, not from memory (a value just put there), or its
+    `key` when it holds a JSON object; empty when that object has no such key."""
+    return _field(_read(arn), key)
+
+
 def setting_from_secret(setting: str, arn: str, key: str) -> str:
     """The value of `setting` from the secret `arn` (its `key` when it holds a JSON object),
     remembered so that a refresh updates the setting."""

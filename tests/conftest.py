@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 
 import boto3
 import pytest
@@ -21,6 +22,7 @@ from rest_framework.test import APIClient
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from chatkit_api import mail, openai_gateway
+from chatkit_site import aws_secrets
 from tests.browser import chromium
 from tests.chatkit_agents import MODEL
 from tests.fake_chatkit import API_KEY, FakeChatKit
@@ -158,6 +160,15 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", SES_REGION)
+
+
+@pytest.fixture
+def secrets_manager(aws_credentials: None) -> Iterator[Any]:
+    """Secrets Manager in this process (moto), for what the running service reads."""
+    aws_secrets.forget()
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        yield boto3.client("secretsmanager")
+    aws_secrets.forget()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 import boto3
 import pytest
 from django.db import connection
-from moto import mock_aws
 from moto.server import ThreadedMotoServer
 from rest_framework.test import APIClient
 
@@ -43,15 +42,6 @@ def secrets_server(aws_credentials) -> Iterator[tuple[str, object]]:
         yield url, boto3.client("secretsmanager", region_name=REGION, endpoint_url=url)
     finally:
         server.stop()
-
-
-@pytest.fixture
-def secrets_manager(aws_credentials) -> Iterator[object]:
-    """Secrets Manager in this process (moto), for what the running service reads."""
-    aws_secrets.forget()
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
-        yield boto3.client("secretsmanager", region_name=REGION)
-    aws_secrets.forget()
 
 
 def create(client, name: str, value: str) -> str:

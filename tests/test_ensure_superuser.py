@@ -1,3 +1,4 @@
+import json
 from io import StringIO
 
 import pytest
@@ -139,5 +140,48 @@ def test_a_lambda_manage_event_without_a_password_fails_the_invocation(monkeypat
         match=r"manage ensure_superuser exited 1: .*DJANGO_SUPERUSER_PASSWORD is not set",
     ):
         handler({"manage": "ensure_superuser grace"}, None)
+
+    assert not django_user_model.objects.exists()
+
+
+def test_reads_the_password_from_a_key_of_the_services_secret_as_a_lambda_manage_event(
+    secrets_manager, client, caplog
+):
+    # The secret the service's settings come from, with the first password put beside them.
+    arn = secrets_manager.create_secret(
+        Name="chatkit-app",
+        SecretString=json.dumps({"DJANGO_SECRET_KEY": "k" * 50, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}),
+    )["ARN"]
+
+    result = handler({"manage": ["ensure_superuser", "grace", "--password-secret", arn]}, None)
+
+    assert result["exit_code"] == 0
+    assert PASSWORD not in result["output"] + result["errors"] + caplog.text
+    assert signs_in_to_the_admin(client, "grace", PASSWORD)
+
+
+def test_reads_a_secret_that_holds_only_the_password(secrets_manager, django_user_model):
+    arn = secrets_manager.create_secret(Name="admin-password", SecretString=PASSWORD)["ARN"]
+
+    ensure_superuser("grace", "--password-secret", arn)
+
+    assert django_user_model.objects.get(username="grace").check_password(PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (json.dumps({"OPENAI_API_KEY": "sk-test"}), "holds no password"),
+        (None, "could not be read"),
+    ],
+)
+def test_refuses_a_secret_without_a_password(secrets_manager, django_user_model, value, error):
+    if value is None:
+        arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:missing-AbCdEf"
+    else:
+        arn = secrets_manager.create_secret(Name="app", SecretString=value)["ARN"]
+
+    with pytest.raises(CommandError, match=error):
+        ensure_superuser("grace", "--password-secret", arn)
 
     assert not django_user_model.objects.exists()

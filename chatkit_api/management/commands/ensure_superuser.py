@@ -4,12 +4,15 @@ terminal: the first sign-in of a deployment whose database nothing outside can r
     DJANGO_SUPERUSER_PASSWORD=... manage.py ensure_superuser alice --email alice@shop.example
     manage.py ensure_superuser alice --password-file /run/secrets/admin-password
     manage.py ensure_superuser alice --password-env ADMIN_PASSWORD
+    manage.py ensure_superuser alice --password-secret arn:aws:secretsmanager:...
 
 The username and email default to DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_EMAIL, as
 for `createsuperuser --noinput`. The password is read from an environment variable
-(DJANGO_SUPERUSER_PASSWORD unless --password-env names another) or a file, never from the
-command line, and is never written out. On Lambda: invoke the function with
-{"manage": ["ensure_superuser", "alice"]} (see docs/aws.md, "The first admin login").
+(DJANGO_SUPERUSER_PASSWORD unless --password-env names another), a file, or a Secrets Manager
+secret (the whole value, or its DJANGO_SUPERUSER_PASSWORD key when it holds a JSON object, as
+the service's own secret does), never from the command line, and is never written out. On
+Lambda: invoke the function with {"manage": ["ensure_superuser", "alice", "--password-secret",
+"<the secret's ARN>"]} (see docs/aws.md, "The first admin login").
 """
 
 import os
@@ -22,6 +25,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+
+from chatkit_site import aws_secrets
 
 # The name createsuperuser --noinput reads.
 DEFAULT_PASSWORD_VARIABLE = "DJANGO_SUPERUSER_PASSWORD"  # noqa: S105
@@ -58,6 +63,12 @@ class Command(BaseCommand):
             metavar="PATH",
             help="A file holding the password (one trailing newline is ignored).",
         )
+        source.add_argument(
+            "--password-secret",
+            metavar="ARN",
+            help="A Secrets Manager secret holding the password, or a JSON object holding it "
+            f"under {DEFAULT_PASSWORD_VARIABLE}.",
+        )
 
     def handle(
         self,
@@ -66,12 +77,15 @@ class Command(BaseCommand):
         email: str,
         password_env: str,
         password_file: Path | None,
+        password_secret: str | None,
         **options: Any,
     ) -> None:
         username = username.strip()
         if not username:
             raise CommandError("Name the username (or set DJANGO_SUPERUSER_USERNAME).")
-        password = self._password(password_env=password_env, password_file=password_file)
+        password = self._password(
+            password_env=password_env, password_file=password_file, password_secret=password_secret
+        )
         user_model = get_user_model()
         with transaction.atomic():
             user = (
@@ -94,7 +108,17 @@ class Command(BaseCommand):
         done = "created" if created else "updated: superuser, active, new password"
         self.stdout.write(self.style.SUCCESS(f"Superuser {username!r} {done}."))
 
-    def _password(self, *, password_env: str, password_file: Path | None) -> str:
+    def _password(self, *, password_env: str, password_file: Path | None, password_secret: str | None) -> str:
+        if password_secret is not None:
+            try:
+                password = aws_secrets.secret_field(password_secret, DEFAULT_PASSWORD_VARIABLE)
+            except aws_secrets.SecretUnavailable as exc:
+                raise CommandError(f"The password secret could not be read: {exc}") from None
+            if not password:
+                raise CommandError(
+                    f"The secret {password_secret} holds no password (nor a {DEFAULT_PASSWORD_VARIABLE} key)."
+                )
+            return password
         if password_file is not None:
             try:
                 password = password_file.read_text(encoding="utf-8").removesuffix("\n")
