@@ -284,24 +284,22 @@ def attachment_upload(request: HttpRequest, attachment_id: str) -> HttpResponseB
     with a `file` field. The token in the URL, from `attachments.create`, is the permission.
 
     Its body may be as large as CHATKIT_ATTACHMENTS_MAX_BYTES (see chatkit_api.middleware);
-    only the size the token's attachment declared is ever read.
+    it is read only once the token is checked, and only up to the size its attachment declared.
     """
-    from chatkit_api.attachments import attachment_upload_receive
+    from chatkit_api.attachments import attachment_upload_keep, attachment_upload_permit
 
     try:
-        token = request.GET.get("token", "")
+        if request.method not in ("PUT", "POST"):
+            raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
+        row = attachment_upload_permit(attachment_id=attachment_id, token=request.GET.get("token", ""))
         if request.method == "PUT":
             content_type, body = request.content_type or "", cast(IO[bytes], request)
-        elif request.method == "POST":
+        else:
             upload = request.FILES.get("file")
             if upload is None:
                 raise AttachmentRefused("Send the file as the body, or as multipart with a `file` field.")
             content_type, body = upload.content_type or "", cast(IO[bytes], upload)
-        else:
-            raise MethodNotAllowed(f'Method "{request.method}" not allowed.')
-        attachment_upload_receive(
-            attachment_id=attachment_id, token=token, content_type=content_type, body=body
-        )
+        attachment_upload_keep(row, content_type=content_type, body=body)
     except ServiceError as exc:
         return service_error_response(exc)
     return JsonResponse({"ok": True, "id": attachment_id})

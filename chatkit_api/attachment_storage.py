@@ -37,6 +37,12 @@ def attachments_accepted() -> bool:
     return allowed and not (on_disk and settings.RUNNING_ON_LAMBDA)
 
 
+def uploads_received() -> bool:
+    """Whether visitors' files are uploaded to this service (accepted, and kept on its own
+    disk), rather than straight to S3 or not at all."""
+    return attachments_accepted() and isinstance(attachment_storage(), FileSystemStorage)
+
+
 def _file_delete(file: str) -> None:
     try:
         attachment_storage().delete(file)

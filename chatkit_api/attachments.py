@@ -270,11 +270,12 @@ def attachment_new(*, visitor_id: str, name: str, size: int, mime_type: str, api
 # --- uploading through this service ------------------------------------------------
 
 
-def attachment_upload_receive(*, attachment_id: str, token: str, content_type: str, body: IO[bytes]) -> None:
-    """Keep a file uploaded to this service's upload endpoint, if it is the one declared.
+def attachment_upload_permit(*, attachment_id: str, token: str) -> ChatKitAttachment:
+    """The attachment an upload to this service's endpoint is for, checked before its body is
+    read, so that a request without a valid token costs no more than the token's check.
 
     404 for another attachment's (or visitor's) token, 403 once it has expired, 409 when the
-    file is already there, 400 when the body is not of the declared type and size.
+    file is already there.
     """
     row = _row_for_token(attachment_id, token, UPLOAD)
     storage = attachment_storage()
@@ -286,6 +287,13 @@ def attachment_upload_receive(*, attachment_id: str, token: str, content_type: s
         raise AttachmentTooLarge(
             f"The file is too large: at most {size_text(settings.CHATKIT_ATTACHMENTS_MAX_BYTES)}."
         )
+    return row
+
+
+def attachment_upload_keep(row: ChatKitAttachment, *, content_type: str, body: IO[bytes]) -> None:
+    """Keep the file uploaded for `row` (see `attachment_upload_permit`), if it is the one
+    declared: 400 when the body is not of the declared type and size."""
+    storage = attachment_storage()
     if _base_type(content_type) != row.mime_type:
         raise AttachmentRefused(f"The file must be sent as {row.mime_type}, as declared.")
     data = body.read(row.size + 1)

@@ -20,6 +20,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.crypto import constant_time_compare
 
+from chatkit_api.attachment_storage import uploads_received
 from chatkit_api.exceptions import DatabaseUnavailable
 from chatkit_api.time_budget import time_budget
 from chatkit_site import aws_secrets
@@ -39,8 +40,9 @@ MULTIPART_OVERHEAD_BYTES = 16 * 1024
 
 def request_body_limit(path: str) -> int:
     """The most bytes a request body to `path` (below the script prefix) may have: an
-    attachment's upload may be as large as an attachment; every other body, REQUEST_BODY_MAX_BYTES."""
-    if _ATTACHMENT_UPLOAD_PATH.match(path):
+    attachment's upload may be as large as an attachment where files are uploaded to this
+    service; every other body, REQUEST_BODY_MAX_BYTES."""
+    if _ATTACHMENT_UPLOAD_PATH.match(path) and uploads_received():
         return settings.CHATKIT_ATTACHMENTS_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
     return settings.REQUEST_BODY_MAX_BYTES
 

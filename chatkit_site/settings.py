@@ -458,6 +458,10 @@ if CHATKIT_ATTACHMENTS_BUCKET:
             # together take at most two fifths; a request asks only while that much is left.
             "client_config": Config(
                 signature_version="s3v4",
+                # Links on the bucket's regional host: on the global one S3 answers a bucket
+                # outside us-east-1 with a redirect for its first hours, which a browser's CORS
+                # preflight does not follow.
+                s3={"addressing_style": "virtual"},
                 connect_timeout=STORE_WAIT_SECONDS / 2,
                 read_timeout=STORE_WAIT_SECONDS / 2,
                 retries={"total_max_attempts": 2, "mode": "standard"},

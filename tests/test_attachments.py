@@ -5,6 +5,9 @@ files going with their rows."""
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from io import StringIO
@@ -588,6 +591,64 @@ def test_an_upload_over_the_attachment_limit_is_refused_unread(self_hosted, on_d
         413,
         {"error": f"The request body is too large: at most {100 + 16 * 1024} bytes."},
     )
+
+
+def test_an_upload_without_a_valid_token_is_refused_before_its_body_is_read(self_hosted, on_disk):
+    attachment = create(ChatKitBrowser(), "pad.png", PNG, "image/png")
+    path = f"/api/chatkit/attachments/{attachment['id']}/upload?token=forged"
+    # Not multipart at all: reading it as a form would fail with another error than the token's.
+    unreadable = b"--boundary\r\nnot a part"
+
+    response = Client().generic(
+        "POST", path, unreadable, content_type="multipart/form-data; boundary=boundary"
+    )
+
+    assert (response.status_code, response.json()) == (404, {"error": "Not found."})
+    assert not (on_disk / "attachments").exists()
+
+
+def test_with_a_bucket_the_upload_path_takes_no_larger_body_than_any_other(self_hosted, bucket, settings):
+    settings.REQUEST_BODY_MAX_BYTES = 1024
+    attachment = create(ChatKitBrowser(), "large.png", PNG + b"\0" * 4000, "image/png")
+
+    response = Client().put(
+        f"/api/chatkit/attachments/{attachment['id']}/upload?token=any",
+        b"\0" * 2000,
+        content_type="image/png",
+    )
+
+    assert (response.status_code, response.json()) == (
+        413,
+        {"error": "The request body is too large: at most 1024 bytes."},
+    )
+
+
+def test_links_to_the_bucket_name_its_regional_host():
+    # The settings as a deployment builds them, in a fresh interpreter; signing needs no network.
+    link = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.core.files.storage import storages; "
+            "print(storages['chatkit_attachments'].url('attachments/atc_1'))",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
+            "DJANGO_DEBUG": "true",
+            "CHATKIT_ATTACHMENTS_BUCKET": "shop-attachments",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+    assert urlsplit(link).hostname == "shop-attachments.s3.eu-west-1.amazonaws.com"
 
 
 def test_the_purge_deletes_the_files_of_old_threads_and_of_uploads_never_sent(
