@@ -134,3 +134,40 @@ def test_under_wsgi_a_slow_title_ends_with_the_request_and_leaves_nothing_runnin
     assert "its request ended before the title model answered" in caplog.text
     assert thread_titles._writing == set()
     assert openai_gateway._async_clients == {}
+
+
+def test_a_name_the_visitor_gives_while_the_title_model_writes_is_kept(title_model, caplog):
+    title_model.title_release = threading.Event()
+    browser = ChatKitBrowser()
+
+    async def rename_then_release(response) -> str:
+        """The answer read to its end, the title still held back; the visitor renames the thread
+        (as the widget's history does), then the title model answers."""
+        thread_id = thread_id_of(sse_events(b"".join([chunk async for chunk in response.streaming_content])))
+        assert len(title_model.title_requests) == 1
+        assert not title_model.title_answered.is_set()
+        renamed = await browser.async_client.post(
+            CHATKIT_URL,
+            json.dumps({"type": "threads.update", "params": {"thread_id": thread_id, "title": "My Golf"}}),
+            content_type="application/json",
+            headers=browser.headers,
+        )
+        assert renamed.status_code == 200
+        title_model.title_release.set()
+        return thread_id
+
+    try:
+        with caplog.at_level(logging.INFO, logger="chatkit_api"):
+            _, thread_id = browser.post_reading(
+                json.dumps({"type": "threads.create", "params": {"input": user_input(QUESTION)}}),
+                rename_then_release,
+            )
+    finally:
+        title_model.title_release.set()
+
+    # The request's end waited for the title model's answer, which was not written.
+    assert title_model.title_answered.is_set()
+    assert "keeps the title it was given while the title model wrote one" in caplog.text
+    assert ChatKitThread.objects.get(pk=thread_id).title == "My Golf"
+    assert ChatKitThread.objects.get(pk=thread_id).data["title"] == "My Golf"
+    assert browser.call("threads.list")["data"][0]["title"] == "My Golf"
