@@ -31,7 +31,7 @@ from chatkit_api.models import (
     Transcript,
     TranscriptEmail,
 )
-from chatkit_api.rendering import conversation_text
+from chatkit_api.rendering import conversation_text, feedback_colour
 
 # Large text columns that the changelist never shows: not loaded for a page of rows.
 LARGE_FIELDS = ("body_text", "body_html", "details", "error")
@@ -283,17 +283,11 @@ class TranscriptAdmin(admin.ModelAdmin):
         return False
 
 
-# How the thread list and the item rows show each kind of feedback: thumbs down stands out.
-_FEEDBACK_STYLES: dict[str, str] = {
-    FeedbackKind.NEGATIVE: "color:#ba2121;font-weight:bold",
-    FeedbackKind.POSITIVE: "",
-}
-
-
 def _feedback_html(kinds: Iterable[tuple[str, str]]) -> SafeString | str:
-    """Each (kind, what to say of it), styled by kind; a dash for none."""
-    shown = [(_FEEDBACK_STYLES.get(kind, ""), text) for kind, text in kinds]
-    return format_html_join(", ", '<span style="{}">{}</span>', shown) if shown else "—"
+    """Each (kind, what to say of it), in the kind's colour as the transcript mail shows it; a
+    dash for none."""
+    shown = [(feedback_colour(kind), text) for kind, text in kinds]
+    return format_html_join(", ", '<strong style="color:{}">{}</strong>', shown) if shown else "—"
 
 
 def _feedback_given(feedback: ChatKitFeedback) -> tuple[str, str]:
@@ -345,22 +339,22 @@ class VisitorFeedbackFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _file_link(attachment: ChatKitAttachment) -> str:
-    if not attachment.file:
-        return "The file stayed with OpenAI (imported from managed ChatKit)."
-    url = reverse("admin:chatkit_api_chatkitattachment_file", args=[quote(attachment.pk)])
-    return format_html('<a href="{}" target="_blank" rel="noopener">Open</a>', url)
+class AttachmentFileLink:
+    """The `open_file` column of an attachment's rows: a link to its file."""
+
+    @admin.display(description="File")
+    def open_file(self, obj: ChatKitAttachment) -> str:
+        if not obj.file:
+            return "The file stayed with OpenAI (imported from managed ChatKit)."
+        url = reverse("admin:chatkit_api_chatkitattachment_file", args=[quote(obj.pk)])
+        return format_html('<a href="{}" target="_blank" rel="noopener">Open</a>', url)
 
 
-class ChatKitAttachmentInline(admin.TabularInline):
+class ChatKitAttachmentInline(AttachmentFileLink, admin.TabularInline):
     model = ChatKitAttachment
     extra = 0
     can_delete = False
     fields = readonly_fields = ("created_at", "name", "mime_type", "size", "open_file")
-
-    @admin.display(description="File")
-    def open_file(self, obj: ChatKitAttachment) -> str:
-        return _file_link(obj)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatKitAttachment]:
         return super().get_queryset(request).defer("data")
@@ -421,7 +415,7 @@ class ChatKitThreadAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChatKitAttachment)
-class ChatKitAttachmentAdmin(admin.ModelAdmin):
+class ChatKitAttachmentAdmin(AttachmentFileLink, admin.ModelAdmin):
     """Visitors' files; deleting a row deletes its file. "Open" leads to a short-lived signed
     URL of the file, for staff who may view attachments only."""
 
@@ -439,10 +433,6 @@ class ChatKitAttachmentAdmin(admin.ModelAdmin):
         "open_file",
         "data",
     )
-
-    @admin.display(description="File")
-    def open_file(self, obj: ChatKitAttachment) -> str:
-        return _file_link(obj)
 
     def get_urls(self) -> list[URLPattern]:
         file_view = path(

@@ -386,8 +386,13 @@ def _text_body(lead: Lead, entries: list[Entry]) -> str:
 
 # Border colour of each entry in the HTML mail: visitor, assistant, everything else.
 _ENTRY_COLOURS = {"user_message": "#1a73e8", "assistant_message": "#188038"}
-# Colour of the visitor's feedback beside an entry: thumbs down stands out.
+# Colour of the visitor's feedback, in the mail and in the admin: thumbs down stands out.
 _FEEDBACK_COLOURS: dict[str, str] = {FeedbackKind.NEGATIVE: "#c5221f", FeedbackKind.POSITIVE: "#188038"}
+
+
+def feedback_colour(kind: str) -> str:
+    """The colour the visitor's feedback of `kind` is shown in."""
+    return _FEEDBACK_COLOURS.get(kind, "#5f6368")
 
 
 def _html_text(text: str) -> str:
@@ -397,7 +402,7 @@ def _html_text(text: str) -> str:
 def _feedback_html(entry: Entry) -> str:
     if not entry.feedback:
         return ""
-    colour = _FEEDBACK_COLOURS.get(entry.feedback, "#5f6368")
+    colour = feedback_colour(entry.feedback)
     return f' &middot; <strong style="color:{colour};">{escape(_feedback_said(entry))}</strong>'
 
 

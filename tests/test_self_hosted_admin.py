@@ -6,6 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chatkit_api.models import ChatKitThread
+from chatkit_api.rendering import feedback_colour
 from tests.chatkit_protocol import ChatKitBrowser, thread_id_of
 
 pytestmark = pytest.mark.django_db
@@ -122,6 +123,8 @@ def test_the_thread_list_says_which_threads_have_feedback(admin_client, judged_t
         for thread in page.context["cl"].result_list
     }
     assert "Thumbs down" in rows[judged_threads["negative"]]
+    # In the colour the transcript mail gives it.
+    assert feedback_colour("negative") in rows[judged_threads["negative"]]
     assert "Thumbs up" not in rows[judged_threads["negative"]]
     assert "Thumbs up" in rows[judged_threads["positive"]]
     assert rows[judged_threads[None]] == "—"
