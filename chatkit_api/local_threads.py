@@ -34,9 +34,8 @@ def thread_items(thread_id: str) -> Iterator[dict[str, Any]]:
 
 def thread_feedback(thread_id: str) -> dict[str, str]:
     """The kind of feedback (`positive`, `negative`) given to each item of the thread that has
-    any, by item id: the latest, should more than one visitor have given it."""
+    any, by item id. Only the thread's visitor gives feedback, one verdict per item (their
+    latest), so each item has at most one."""
     return dict(
-        ChatKitFeedback.objects.filter(item__thread_id=thread_id)
-        .order_by("given_at", "id")
-        .values_list("item__item_id", "kind")
+        ChatKitFeedback.objects.filter(item__thread_id=thread_id).values_list("item__item_id", "kind")
     )
