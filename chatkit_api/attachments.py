@@ -17,9 +17,11 @@ ChatKit.js sends a PUT's body as the file itself, and a POST's as multipart with
 field (openai-chatkit's upload guide); the endpoint takes both.
 
 A message that uses attachments has each checked again before anything is stored: the
-visitor's own, uploaded, no larger than the limit and than declared, and beginning as a file
-of its declared type does. Files reach the model as Responses API input parts: images as
-`input_image`, anything else (PDF) as `input_file`, both as base64 data URLs.
+visitor's own, not in another thread, uploaded, no larger than the limit and than declared,
+and beginning as a file of its declared type does. Files reach the model as Responses API
+input parts: images as `input_image`, anything else (PDF) as `input_file`, both as base64 data
+URLs. Each turn sends the newest message's files, and earlier messages' only while they fit
+a budget (EARLIER_FILES_BUDGET_LARGEST_FILES); older ones reach the model as a note.
 
 Image previews and the admin's links are short-lived signed URLs, signed afresh each time
 attachments are loaded; nothing is public. A file goes with its row, however the row is
@@ -29,7 +31,7 @@ deleted (chatkit_api.attachment_storage).
 import base64
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -80,6 +82,11 @@ _SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "application/pdf": (b"%PDF-",),
 }
 _HEAD_BYTES = 16
+
+# Every turn reads the files it sends to the model from storage and sends them inline, so
+# earlier messages' files go again only while, newest first, they add up to no more than this
+# many of the largest files allowed (CHATKIT_ATTACHMENTS_MAX_BYTES).
+EARLIER_FILES_BUDGET_LARGEST_FILES = 2
 
 
 def _on_disk(storage: Storage) -> bool:
@@ -361,9 +368,12 @@ def _stored_head(storage: Storage, file: str) -> tuple[int, bytes] | None:
         raise _storage_failed(exc) from exc
 
 
-def attachments_check_for_message(*, visitor_id: str, attachment_ids: Iterable[str]) -> None:
-    """Refuse a message whose attachments are too many, another visitor's (404), not
-    uploaded, or no longer within the limits; before anything of it is stored."""
+def attachments_check_for_message(
+    *, visitor_id: str, thread_id: str | None, attachment_ids: Iterable[str]
+) -> None:
+    """Refuse a message whose attachments are too many, another visitor's (404), already in
+    another thread, not uploaded, or no longer within the limits; before anything of it is
+    stored. `thread_id` is the thread the message goes to, None for one that starts a thread."""
     ids = list(dict.fromkeys(attachment_ids))
     if not ids:
         return
@@ -376,6 +386,10 @@ def attachments_check_for_message(*, visitor_id: str, attachment_ids: Iterable[s
         row = rows.get(attachment_id)
         if row is None:
             raise ChatKitItemNotFound(f"Not found: Attachment {attachment_id} not found.")
+        if row.thread_id is not None and row.thread_id != thread_id:
+            # Saving the message would move the file to this thread, and deleting this thread
+            # would then delete the file the other thread's message still shows.
+            raise AttachmentRefused(f"{row.name} belongs to another conversation. Attach the file again.")
         if not row.file:
             raise AttachmentRefused(f"{row.name} cannot be attached again: its file is gone.")
         if row.mime_type not in settings.CHATKIT_ATTACHMENTS_MIME_TYPES:
@@ -412,12 +426,40 @@ def _gone(attachment: Attachment, why: str) -> ResponseInputTextParam:
     )
 
 
+def _not_sent_again(attachment: Attachment) -> ResponseInputTextParam:
+    return ResponseInputTextParam(
+        type="input_text",
+        text=f"[The visitor attached {attachment.name} ({attachment.mime_type}) earlier; not sent again.]",
+    )
+
+
+def attachments_sent_whole(messages: Sequence[Sequence[Attachment]]) -> set[str]:
+    """The ids of the attachments whose files go to the model this turn, given the attachments
+    of each user message in the history, oldest first: all of the newest message's (checked
+    when it was sent), then earlier ones, newest first, while they fit the budget."""
+    if not messages:
+        return set()
+    *earlier, newest = messages
+    sent = {attachment.id for attachment in newest}
+    budget = EARLIER_FILES_BUDGET_LARGEST_FILES * settings.CHATKIT_ATTACHMENTS_MAX_BYTES
+    for message in reversed(earlier):
+        for attachment in message:
+            size = int((attachment.metadata or {}).get("size", 0))
+            if size > budget:
+                return sent
+            budget -= size
+            sent.add(attachment.id)
+    return sent
+
+
 def attachment_model_input(
-    attachment: Attachment,
+    attachment: Attachment, *, sent_whole: bool = True
 ) -> ResponseInputImageParam | ResponseInputFileParam | ResponseInputTextParam:
-    """The attachment as the model reads it; a note saying so when its file is not there
-    (a thread imported from managed ChatKit, whose files stayed with OpenAI; a purged file)
-    or no longer fits the limits."""
+    """The attachment as the model reads it; a note saying so when it is not `sent_whole`
+    (see attachments_sent_whole), or its file is not there (a thread imported from managed
+    ChatKit, whose files stayed with OpenAI; a purged file) or no longer fits the limits."""
+    if not sent_whole:
+        return _not_sent_again(attachment)
     file = (attachment.metadata or {}).get("file")
     if not file:
         return _gone(attachment, "the file is gone")

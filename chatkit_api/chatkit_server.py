@@ -79,7 +79,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from chatkit_api import openai_gateway
 from chatkit_api.agent import agent_load
-from chatkit_api.attachments import attachment_model_input, attachments_check_for_message
+from chatkit_api.attachments import (
+    attachment_model_input,
+    attachments_check_for_message,
+    attachments_sent_whole,
+)
 from chatkit_api.chatkit_store import (
     MAX_PAGE_SIZE,
     ChatKitContext,
@@ -167,14 +171,23 @@ def _title(message: UserMessageItem) -> str | None:
 class HistoryConverter(ThreadItemConverter):
     """A thread's items as the agent's input: attachments as image and file parts, and what
     threads imported from managed ChatKit carry, which the SDK's own converter refuses
-    (attachments, structured hidden items)."""
+    (attachments, structured hidden items). One converter per turn: which files go whole is
+    decided for the whole history at once."""
+
+    def __init__(self, items: list[ThreadItem]) -> None:
+        self.sent_whole = attachments_sent_whole(
+            [item.attachments for item in items if isinstance(item, UserMessageItem)]
+        )
 
     async def attachment_to_message_content(
         self, attachment: Attachment
     ) -> ResponseInputImageParam | ResponseInputFileParam | ResponseInputTextParam:
-        # An image or file the model reads, or a note where the file is gone (an imported
-        # message's stayed with OpenAI). Read from storage off Django's thread for the database.
-        return await sync_to_async(attachment_model_input, thread_sensitive=False)(attachment)
+        # An image or file the model reads, or a note where it is not sent again or the file is
+        # gone (an imported message's stayed with OpenAI). Read from storage off Django's
+        # thread for the database.
+        return await sync_to_async(attachment_model_input, thread_sensitive=False)(
+            attachment, sent_whole=attachment.id in self.sent_whole
+        )
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputTextParam:
         # An @-mention the site offers in the widget: its label and the data the site gave it.
@@ -190,9 +203,6 @@ class HistoryConverter(ThreadItemConverter):
             role="user",
             content=[ResponseInputTextParam(type="input_text", text=f"Earlier in this conversation: {text}")],
         )
-
-
-_HISTORY = HistoryConverter()
 
 
 class SiteChatKitServer(ChatKitServer[ChatKitContext]):
@@ -232,7 +242,8 @@ class SiteChatKitServer(ChatKitServer[ChatKitContext]):
                 message=_message_text(input_user_message),
             )
         recent = await self.store.load_thread_items(thread.id, None, HISTORY_ITEMS, "desc", context)
-        history = await _HISTORY.to_agent_input(list(reversed(recent.data)))
+        items = list(reversed(recent.data))
+        history = await HistoryConverter(items).to_agent_input(items)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         client = openai_gateway.async_client()
         result = Runner.run_streamed(
@@ -540,6 +551,7 @@ async def chatkit_request_serve(
         await database(
             attachments_check_for_message,
             visitor_id=visitor_id,
+            thread_id=request.params.thread_id if isinstance(request, ThreadsAddUserMessageReq) else None,
             attachment_ids=request.params.input.attachments,
         )
     server = SiteChatKitServer(await sync_to_async(agent_load)())

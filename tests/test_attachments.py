@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from chatkit_api.attachments import EARLIER_FILES_BUDGET_LARGEST_FILES
 from chatkit_api.models import ChatKitAttachment, ChatKitThread
 from tests.chatkit_protocol import ChatKitBrowser, body_of, thread_id_of, user_input
 from tests.conftest import TOKEN, s3_client
@@ -296,6 +297,56 @@ def test_an_image_and_a_pdf_uploaded_here_reach_the_default_agents_model(fake_re
     } in message["content"]
 
 
+def test_earlier_files_beyond_the_budget_reach_the_model_as_a_note(fake_responses, on_disk, settings):
+    settings.CHATKIT_ATTACHMENTS_MAX_BYTES = len(PDF)
+    browser = ChatKitBrowser()
+    # One PDF more than the budget holds, in earlier messages, then an image.
+    pdfs = [
+        create(browser, f"quote{n}.pdf", PDF, "application/pdf")
+        for n in range(EARLIER_FILES_BUDGET_LARGEST_FILES + 1)
+    ]
+    image = create(browser, "pad.png", PNG, "image/png")
+    for attachment, data in [*((pdf, PDF) for pdf in pdfs), (image, PNG)]:
+        upload_here(attachment, data)
+    thread_id = thread_id_of(
+        browser.stream("threads.create", input=user_input("First quote", attachments=[pdfs[0]["id"]]))
+    )
+    for pdf in pdfs[1:]:
+        browser.stream(
+            "threads.add_user_message",
+            thread_id=thread_id,
+            input=user_input("Another", attachments=[pdf["id"]]),
+        )
+
+    browser.stream(
+        "threads.add_user_message",
+        thread_id=thread_id,
+        input=user_input("And this?", attachments=[image["id"]]),
+    )
+
+    last = fake_responses.requests[-1]
+    messages = [item for item in last["input"] if item.get("role") == "user"]
+    assert len(messages) == len(pdfs) + 1
+    oldest, *fitting, newest = messages
+    assert {
+        "type": "input_text",
+        "text": "[The visitor attached quote0.pdf (application/pdf) earlier; not sent again.]",
+    } in oldest["content"]
+    assert "file_data" not in json.dumps(oldest["content"])
+    for message, pdf in zip(fitting, pdfs[1:], strict=True):
+        assert {
+            "type": "input_file",
+            "file_data": data_url("application/pdf", PDF),
+            "filename": pdf["name"],
+        } in message["content"]
+    assert {"type": "input_image", "detail": "auto", "image_url": data_url("image/png", PNG)} in newest[
+        "content"
+    ]
+    # When it was the newest, the first PDF went whole.
+    first = fake_responses.requests[0]
+    assert data_url("application/pdf", PDF) in json.dumps(first["input"])
+
+
 def _named_file(name: str, data: bytes, content_type: str):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -475,6 +526,42 @@ def test_another_visitors_attachment_is_not_found(self_hosted, on_disk):
     assert not ChatKitThread.objects.exists()
     still_hers = Client().get(local_path(hers["preview_url"]))
     assert b"".join(still_hers.streaming_content) == PNG
+
+
+def test_an_attachment_sent_in_one_thread_is_refused_in_another(
+    self_hosted, on_disk, django_capture_on_commit_callbacks
+):
+    self_hosted.script.extend([Say("A pad."), Say("Hello again.")])
+    browser = ChatKitBrowser()
+    attachment = create(browser, "pad.png", PNG, "image/png")
+    upload_here(attachment, PNG)
+    first = thread_id_of(
+        browser.stream("threads.create", input=user_input("This?", attachments=[attachment["id"]]))
+    )
+    second = thread_id_of(browser.say("Another question"))
+    items_before = browser.call("items.list", thread_id=second)["data"]
+
+    added = browser.post(
+        "threads.add_user_message",
+        thread_id=second,
+        input=user_input("Again", attachments=[attachment["id"]]),
+    )
+    created = browser.post("threads.create", input=user_input("Once more", attachments=[attachment["id"]]))
+
+    refusal = {"error": "pad.png belongs to another conversation. Attach the file again."}
+    assert (added.status_code, json.loads(body_of(added))) == (400, refusal)
+    assert (created.status_code, json.loads(body_of(created))) == (400, refusal)
+    assert ChatKitThread.objects.count() == 2
+    assert browser.call("items.list", thread_id=second)["data"] == items_before
+    assert ChatKitAttachment.objects.get(pk=attachment["id"]).thread_id == first
+    assert len(self_hosted.calls) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.call("threads.delete", thread_id=second)
+    assert (on_disk / "attachments" / attachment["id"]).read_bytes() == PNG
+    [message] = [
+        item for item in browser.call("items.list", thread_id=first)["data"] if item["type"] == "user_message"
+    ]
+    assert [shown["id"] for shown in message["attachments"]] == [attachment["id"]]
 
 
 # --- deletion ------------------------------------------------------------------------
