@@ -1,6 +1,6 @@
 """Argument types the management commands share."""
 
-from argparse import ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError
 from datetime import datetime, time
 
 from django.utils import timezone
@@ -27,3 +27,9 @@ def whole_days(value: str) -> int:
     if days < 1:
         raise ArgumentTypeError("must be at least 1 day.")
     return days
+
+
+def retention_arguments(parser: ArgumentParser, *, older_than: str) -> None:
+    """The purge commands' options: `--older-than DAYS` (described by `older_than`) and `--dry-run`."""
+    parser.add_argument("--older-than", type=whole_days, metavar="DAYS", help=older_than)
+    parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from chatkit_api.management.arguments import whole_days
+from chatkit_api.management.arguments import retention_arguments
 from chatkit_api.services import ThreadPurge, threads_past_retention, threads_purge, threads_purge_preview
 
 
@@ -30,14 +30,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--older-than",
-            type=whole_days,
-            metavar="DAYS",
-            help="Days since a thread's last activity (default: CHATKIT_THREAD_RETENTION_DAYS).",
-        )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        retention_arguments(
+            parser, older_than="Days since a thread's last activity (default: CHATKIT_THREAD_RETENTION_DAYS)."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from chatkit_api.management.arguments import whole_days
+from chatkit_api.management.arguments import retention_arguments
 from chatkit_api.services import transcripts_past_retention, transcripts_purge
 
 
@@ -27,14 +27,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--older-than",
-            type=whole_days,
-            metavar="DAYS",
-            help="Retention window in days (default: TRANSCRIPT_RETENTION_DAYS).",
-        )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        retention_arguments(
+            parser, older_than="Retention window in days (default: TRANSCRIPT_RETENTION_DAYS)."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
