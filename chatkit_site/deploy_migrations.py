@@ -70,14 +70,15 @@ class _Answer:
         self._lock = threading.Lock()
         self.status: str | None = None
 
-    def send(self, status: str, reason: str) -> str:
-        """Send the answer unless one was sent; the status CloudFormation got."""
+    def send(self, status: str, reason: str, *, redact: bool = True) -> str:
+        """Send the answer unless one was sent; the status CloudFormation got. `redact=False`
+        when the settings, which redaction reads, could not be loaded."""
         with self._lock:
             if self.status is not None:
                 logger.warning("Already answered %s; not answering %s: %s", self.status, status, reason)
                 return self.status
             self.status = status
-            reason = secrets_redact(reason.strip())
+            reason = secrets_redact(reason.strip()) if redact else reason.strip()
             if len(reason) > REASON_MAX_CHARS:
                 reason = "..." + reason[-REASON_MAX_CHARS:]
             if self._log_stream:
@@ -177,3 +178,22 @@ def custom_resource_handle(
     if failure is not None:
         raise failure
     return {"Status": sent, "Reason": reason}
+
+
+def handler(event: Any, context: Any) -> Any:
+    """DatabaseMigrationsFunction's entry point: the service's handler, loaded (Django, its
+    settings, the secrets they read) in the invocation rather than at init, so that a start
+    that fails still answers CloudFormation: FAILED, or SUCCESS for a Delete, which has nothing
+    to undo. Without an answer CloudFormation would wait out the ServiceTimeout, and a first
+    deploy's rollback would wait again and fail."""
+    try:
+        from chatkit_site.lambda_handler import handler as service_handler
+    except Exception as exc:
+        if isinstance(event, dict) and is_custom_resource_event(event):
+            status = "SUCCESS" if event.get("RequestType") == "Delete" else "FAILED"
+            # Only the exception's type: its message may quote a setting's value, and the
+            # settings that redaction reads are what failed.
+            reason = f"The function could not start ({type(exc).__name__}); its log says why."
+            _Answer(event, context).send(status, reason, redact=False)
+        raise
+    return service_handler(event, context)

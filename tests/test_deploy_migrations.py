@@ -3,7 +3,11 @@ them, through the real handler, answered to a loopback server standing in for th
 ResponseURL (S3)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -231,3 +235,35 @@ def test_an_answer_that_cannot_be_delivered_is_tried_again_then_fails_the_invoca
         )
 
     assert len(response_url.requests) == deploy_migrations.ANSWER_ATTEMPTS
+
+
+START_AND_HANDLE = """
+import json, sys
+from chatkit_site import deploy_migrations
+try:
+    deploy_migrations.handler(json.loads(sys.argv[1]), None)
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize(("request_type", "status"), [("Create", "FAILED"), ("Delete", "SUCCESS")])
+def test_a_function_that_cannot_start_still_answers_the_deploy(response_url, request_type, status):
+    event = cloudformation_custom_resource_event(request_type=request_type, response_url=response_url.url)
+    # Not local development, and no signing key: the settings refuse to load.
+    started = subprocess.run(
+        [sys.executable, "-c", START_AND_HANDLE, json.dumps(event)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": "sqlite:////tmp/never-used.sqlite3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert started.stdout.strip() == "ImproperlyConfigured", started.stderr
+    answer = the_answer(response_url)
+    assert (answer["Status"], answer["Reason"]) == (
+        status,
+        "The function could not start (ImproperlyConfigured); its log says why.",
+    )
