@@ -57,6 +57,8 @@ sys.path.insert(0, ".")
 started = time.perf_counter()
 handler = importlib.import_module("chatkit_site.lambda_handler").handler
 import_seconds = time.perf_counter() - started
+# DatabaseMigrationsFunction's handler (template.yaml), which CloudFormation's requests reach.
+migrations_handler = importlib.import_module("chatkit_site.deploy_migrations").handler
 class Context:
     # The attributes of the runtime's context object the handler reads.
     log_stream_name = "2026/11/27/[$LATEST]smoke"
@@ -67,6 +69,8 @@ class Context:
         return int((self._deadline - time.monotonic()) * 1000)
 def invoke(number, event):
     try:
+        if isinstance(event, dict) and "RequestType" in event:
+            return migrations_handler(event, Context(number))
         return handler(event, Context(number))
     except Exception as exc:
         # What the Lambda runtime reports for a function error.
