@@ -17,19 +17,25 @@ PRINT_SETTINGS = (
 )
 
 
-def settings_from(
-    environment: dict[str, str], *names: str, module: str = "chatkit_site.settings"
-) -> dict[str, Any]:
-    """`names` (every setting when none is given) of `module`, built from `environment` with
-    DJANGO_DEBUG=true unless it says otherwise; values that JSON lacks come as their repr."""
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_SETTINGS, module, *names],
+def python_run(code: str, *args: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`code` run with `args` by a fresh interpreter in the repository, whose environment is
+    `environment` and PATH only; what it printed, and its exit status."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
         cwd=REPO,
-        env={"PATH": os.environ["PATH"], "DJANGO_DEBUG": "true", **environment},
+        env={"PATH": os.environ["PATH"], **environment},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def settings_from(
+    environment: dict[str, str], *names: str, module: str = "chatkit_site.settings"
+) -> dict[str, Any]:
+    """`names` (every setting when none is given) of `module`, built from `environment` with
+    DJANGO_DEBUG=true unless it says otherwise; values that JSON lacks come as their repr."""
+    result = python_run(PRINT_SETTINGS, module, *names, environment={"DJANGO_DEBUG": "true", **environment})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -5,9 +5,6 @@ files going with their rows."""
 import base64
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from io import StringIO
@@ -30,6 +27,7 @@ from tests.chatkit_protocol import ChatKitBrowser, body_of, thread_id_of, user_i
 from tests.conftest import TOKEN, s3_client
 from tests.fake_model import Say
 from tests.loopback import blackhole
+from tests.settings_probe import python_run
 from tests.test_self_hosted_transcripts import send_transcript
 
 pytestmark = pytest.mark.django_db
@@ -712,16 +710,10 @@ def test_with_a_bucket_the_upload_path_takes_no_larger_body_than_any_other(self_
 
 def test_links_to_the_bucket_name_its_regional_host():
     # The settings as a deployment builds them, in a fresh interpreter; signing needs no network.
-    link = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.core.files.storage import storages; "
-            "print(storages['chatkit_attachments'].url('attachments/atc_1'))",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={
-            "PATH": os.environ["PATH"],
+    result = python_run(
+        "import django; django.setup(); from django.core.files.storage import storages; "
+        "print(storages['chatkit_attachments'].url('attachments/atc_1'))",
+        environment={
             "DJANGO_SETTINGS_MODULE": "chatkit_site.settings",
             "DJANGO_DEBUG": "true",
             "CHATKIT_ATTACHMENTS_BUCKET": "shop-attachments",
@@ -729,13 +721,10 @@ def test_links_to_the_bucket_name_its_regional_host():
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    )
 
-    assert urlsplit(link).hostname == "shop-attachments.s3.eu-west-1.amazonaws.com"
+    assert result.returncode == 0, result.stderr
+    assert urlsplit(result.stdout).hostname == "shop-attachments.s3.eu-west-1.amazonaws.com"
 
 
 def test_the_purge_deletes_the_files_of_old_threads_and_of_uploads_never_sent(

@@ -3,11 +3,7 @@ them, through the real handler, answered to a loopback server standing in for th
 ResponseURL (S3)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,6 +20,7 @@ from tests.lambda_events import (
     cloudformation_custom_resource_event,
 )
 from tests.loopback import recording_server
+from tests.settings_probe import python_run
 
 pytestmark = pytest.mark.django_db
 
@@ -251,16 +248,13 @@ except Exception as exc:
 def test_a_function_that_cannot_start_still_answers_the_deploy(response_url, request_type, status):
     event = cloudformation_custom_resource_event(request_type=request_type, response_url=response_url.url)
     # Not local development, and no signing key: the settings refuse to load.
-    started = subprocess.run(
-        [sys.executable, "-c", START_AND_HANDLE, json.dumps(event)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": "sqlite:////tmp/never-used.sqlite3"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    started = python_run(
+        START_AND_HANDLE,
+        json.dumps(event),
+        environment={"DATABASE_URL": "sqlite:////tmp/never-used.sqlite3"},
     )
 
+    assert started.returncode == 0, started.stderr
     assert started.stdout.strip() == "ImproperlyConfigured", started.stderr
     answer = the_answer(response_url)
     assert (answer["Status"], answer["Reason"]) == (

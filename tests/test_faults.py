@@ -30,6 +30,7 @@ from chatkit_api.services import transcript_resend
 from tests.conftest import STAFF, TOKEN
 from tests.fake_chatkit import user_message
 from tests.loopback import blackhole, free_port
+from tests.settings_probe import python_run
 from tests.test_transcript import LEAD, send, server_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,11 +74,10 @@ DATABASE_BUDGET = 4
 def served_with_database(database_url: str, *events: dict[str, Any], **environment: str) -> list[dict]:
     """Each event's reply (status, JSON body, seconds the handler took) from a fresh service whose
     database is `database_url` and whose time budget is DATABASE_BUDGET."""
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_EVENTS, json.dumps(events)],
-        cwd=REPO,
-        env={
-            "PATH": os.environ["PATH"],
+    result = python_run(
+        SERVE_EVENTS,
+        json.dumps(events),
+        environment={
             "DJANGO_SECRET_KEY": "x" * 50,
             "DATABASE_URL": database_url,
             "LOG_LEVEL": "CRITICAL",
@@ -90,10 +90,6 @@ def served_with_database(database_url: str, *events: dict[str, Any], **environme
             "REQUEST_TIME_BUDGET_SECONDS": str(DATABASE_BUDGET),
             **environment,
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
